@@ -1,0 +1,76 @@
+//! The HTTP application: shared state, the router, and serving until a shutdown signal.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use sqlx::PgPool;
+
+use crate::auth::{HasJwtKeys, JwtKeys};
+use crate::error::ApiError;
+use crate::json::BODY_LIMIT;
+use crate::routes;
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The `wasit_app` pool: every query of every request runs through it.
+    pub db: PgPool,
+    pub jwt: JwtKeys,
+    /// Set once the runtime has started; `/readyz` reports it.
+    pub started: Arc<AtomicBool>,
+}
+
+impl AppState {
+    pub fn new(db: PgPool, jwt: JwtKeys) -> Self {
+        Self {
+            db,
+            jwt,
+            started: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    pub fn mark_started(&self) {
+        self.started.store(true, Ordering::SeqCst);
+    }
+}
+
+impl HasJwtKeys for AppState {
+    fn jwt_keys(&self) -> &JwtKeys {
+        &self.jwt
+    }
+}
+
+/// Every route of the server.
+pub fn router(state: AppState) -> Router {
+    let api = routes::api_v1()
+        .fallback(|| async { ApiError::NotFound("route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::BadRequest("this method is not allowed on this route".into())
+        });
+    Router::new()
+        .merge(routes::health::router())
+        .nest("/api/v1", api)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// Resolves when the process receives SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received, draining"),
+        () = terminate => tracing::info!("SIGTERM received, draining"),
+    }
+}

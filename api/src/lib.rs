@@ -1,0 +1,21 @@
+//! The Wasit server: HTTP API, webhooks, and the `wasit` command line.
+//!
+//! Code map:
+//! - [`cli`]: the `wasit` command line (clap), one function per command.
+//! - [`app`]: [`app::AppState`], the router, graceful shutdown.
+//! - [`routes`]: handlers, one module per resource (`health`, `login`, `users`).
+//! - [`auth`]: JWTs (HS256, pinned), [`auth::Role`], the [`auth::AuthUser`] extractor, passwords.
+//! - [`repo`]: SQL for the API's tables; functions take a tenant transaction.
+//! - [`error`]: [`error::ApiError`], the JSON error body and its status codes.
+//! - [`json`]: [`json::ApiJson`], JSON bodies with rejections mapped to `ApiError`.
+//!
+//! Architecture invariant: `api` is the only crate that serves HTTP or has a `main`; it may depend on
+//! every other Wasit crate, and none depends on it.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod error;
+pub mod json;
+pub mod repo;
+pub mod routes;

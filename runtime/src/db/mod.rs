@@ -1,0 +1,181 @@
+//! PostgreSQL: pools, migrations, and tenant-scoped transactions.
+//!
+//! Two pools share one server. The **admin pool** connects as the role in `DATABASE_URL` (or the
+//! embedded cluster's superuser); it runs migrations, which makes it the owner of every table, and
+//! operator commands such as `wasit tenant create`. The **app pool** runs every request and job: each
+//! of its connections executes `SET ROLE wasit_app` when it opens, so queries run as a role that owns
+//! nothing and lacks `BYPASSRLS`, and row-level security applies to every statement.
+//!
+//! Tenant-scoped work goes through [`begin_tenant`], which opens a transaction whose first statement
+//! is `set_config('app.tenant_id', $1, true)`. The setting is transaction-local, so it can never leak
+//! to the next user of a pooled connection; with no tenant set, every policy matches no row.
+
+pub mod embedded;
+
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Executor, PgPool, Postgres, Transaction};
+
+use crate::error::Result;
+use crate::ids::{TenantId, TenantSlug};
+use crate::settings::Settings;
+
+pub use embedded::EmbeddedPostgres;
+
+/// The role the application runs as. Created by the first migration.
+pub const APP_ROLE: &str = "wasit_app";
+
+/// Every migration in `migrations/`, compiled into the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// A transaction bound to one tenant. Dropping it without `commit` rolls back.
+pub type TenantTx = Transaction<'static, Postgres>;
+
+/// The application's view of PostgreSQL.
+#[derive(Debug)]
+pub struct Database {
+    /// Owner role: migrations and operator commands. Row-level security is forced on every tenant
+    /// table, so even this pool sees rows only through a tenant transaction unless it is a superuser.
+    pub admin: PgPool,
+    /// `wasit_app` role: every request and every job.
+    pub app: PgPool,
+    /// Set when `DATABASE_URL` is unset and Wasit runs its own cluster; stopped by [`Database::close`].
+    embedded: Option<EmbeddedPostgres>,
+}
+
+/// What [`Database::migrate`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigrationReport {
+    pub applied_now: usize,
+    pub total: usize,
+}
+
+impl Database {
+    /// Connects to `DATABASE_URL`, or creates (once) and starts the embedded cluster.
+    /// Does not migrate; call [`Database::migrate`].
+    pub async fn open(settings: &Settings) -> Result<Self> {
+        match &settings.database_url {
+            Some(url) => Self::connect(url.expose_secret(), None).await,
+            None => {
+                let embedded = EmbeddedPostgres::start(&settings.data_dir).await?;
+                let url = embedded.url();
+                Self::connect(&url, Some(embedded)).await
+            }
+        }
+    }
+
+    /// Connects both pools to the server at `url`.
+    pub async fn connect(url: &str, embedded: Option<EmbeddedPostgres>) -> Result<Self> {
+        let options: PgConnectOptions = url.parse()?;
+        let options = options
+            .application_name("wasit")
+            .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
+        let admin = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone())
+            .await?;
+        let app = PgPoolOptions::new()
+            .max_connections(app_pool_size())
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute("SET ROLE wasit_app").await?;
+                    Ok(())
+                })
+            })
+            // Lazy: before the first migration the role does not exist yet.
+            .connect_lazy_with(options);
+        Ok(Self {
+            admin,
+            app,
+            embedded,
+        })
+    }
+
+    /// Applies every pending migration as the admin role.
+    pub async fn migrate(&self) -> Result<MigrationReport> {
+        let before = applied_migrations(&self.admin).await?;
+        MIGRATOR.run(&self.admin).await?;
+        let after = applied_migrations(&self.admin).await?;
+        Ok(MigrationReport {
+            applied_now: after.saturating_sub(before),
+            total: after,
+        })
+    }
+
+    /// True when Wasit started and owns the embedded cluster it is connected to.
+    pub fn embedded(&self) -> Option<&EmbeddedPostgres> {
+        self.embedded.as_ref()
+    }
+
+    /// Closes both pools, then stops the embedded cluster if this process started it.
+    pub async fn close(mut self) {
+        self.app.close().await;
+        self.admin.close().await;
+        if let Some(pg) = self.embedded.take() {
+            pg.stop().await;
+        }
+    }
+}
+
+fn app_pool_size() -> u32 {
+    std::env::var("WASIT_DB_POOL_SIZE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16)
+}
+
+async fn applied_migrations(pool: &PgPool) -> Result<usize> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(pool)
+        .await?;
+    if !exists {
+        return Ok(0);
+    }
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(pool)
+        .await?;
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
+/// Opens a transaction scoped to `tenant`: its first statement sets `app.tenant_id`
+/// transaction-locally, which every row-level security policy reads. This is the only way the
+/// application touches tenant data.
+pub async fn begin_tenant(pool: &PgPool, tenant: TenantId) -> Result<TenantTx> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+        .bind(tenant.0.to_string())
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
+/// Resolves a tenant slug before any tenant is known (login, operator commands). Runs the
+/// `SECURITY DEFINER` function `wasit_tenant_id_by_slug`, which reveals only the id.
+pub async fn tenant_id_by_slug(pool: &PgPool, slug: &TenantSlug) -> Result<Option<TenantId>> {
+    let id: Option<uuid::Uuid> = sqlx::query_scalar("SELECT wasit_tenant_id_by_slug($1)")
+        .bind(slug.as_str())
+        .fetch_one(pool)
+        .await?;
+    Ok(id.map(TenantId))
+}
+
+/// Resolves the tenant that owns a receiving channel address (a WhatsApp `phone_number_id`, an
+/// SMS number, an email address). Webhooks use this: the tenant never comes from a payload field
+/// other than the address the provider delivered to.
+pub async fn tenant_id_by_channel(
+    pool: &PgPool,
+    channel: &str,
+    address: &str,
+) -> Result<Option<TenantId>> {
+    let id: Option<uuid::Uuid> = sqlx::query_scalar("SELECT wasit_tenant_id_by_channel($1, $2)")
+        .bind(channel)
+        .bind(address)
+        .fetch_one(pool)
+        .await?;
+    Ok(id.map(TenantId))
+}

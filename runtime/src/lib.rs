@@ -1,0 +1,24 @@
+//! The core of Wasit: types every other crate shares and the machinery the actor runtime stands on.
+//!
+//! Code map:
+//! - [`ids`]: identifier newtypes (`TenantId`, `UserId`, …) and parsed domain strings
+//!   (`TenantSlug`, `Email`). Parse, don't validate: a value of these types is always well formed.
+//! - [`settings`]: the one typed [`Settings`] read from the environment in `main`; secrets are
+//!   `SecretString` and never printed.
+//! - [`db`]: PostgreSQL. Two pools (the migration/owner pool and the application pool, which runs
+//!   as the unprivileged `wasit_app` role), the embedded cluster used when `DATABASE_URL` is unset,
+//!   migrations, and [`db::begin_tenant`], the single way to open a tenant-scoped transaction.
+//! - [`secrets`]: secrets generated once into the data directory (the JWT signing key).
+//! - [`error`]: the runtime layer's error type.
+//!
+//! Architecture invariant: this crate depends on no other Wasit crate. Everything else depends on it.
+
+pub mod db;
+pub mod error;
+pub mod ids;
+pub mod secrets;
+pub mod settings;
+
+pub use error::{Error, Result};
+pub use ids::{Email, TenantId, TenantSlug, UserId};
+pub use settings::Settings;
