@@ -9,7 +9,7 @@ use sqlx::PgPool;
 
 use crate::auth::{HasJwtKeys, JwtKeys};
 use crate::error::ApiError;
-use crate::json::BODY_LIMIT;
+use crate::extract::BODY_LIMIT;
 use crate::routes;
 
 /// What every handler can reach. Cheap to clone.

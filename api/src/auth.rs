@@ -25,15 +25,19 @@ pub const AUDIENCE: &str = "wasit-api";
 /// What a user may do. The set is closed: an unknown role in a token or a body is rejected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum Role {
     /// Operates the platform across tenants.
     Superadmin,
     /// Runs one tenant: users, channels, settings.
     Admin,
+    /// Leads the reps: pipeline, assignments, forecasts.
     SalesManager,
+    /// Works leads and takes over escalated conversations.
     SalesRep,
     /// Edits prompt files and watches agent behaviour.
     PromptEngineer,
+    /// Refers leads and earns commissions.
     Affiliate,
 }
 

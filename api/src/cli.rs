@@ -77,8 +77,10 @@ pub enum UserCommand {
         /// The tenant's slug.
         #[arg(long, value_parser = TenantSlug::parse)]
         tenant: TenantSlug,
+        /// The login email (stored lower-case; unique within the tenant).
         #[arg(long, value_parser = Email::parse)]
         email: Email,
+        /// What the user may do.
         #[arg(long, value_enum)]
         role: Role,
         /// Login password (at least 8 characters). Omit it to have one generated and printed once.
@@ -95,6 +97,7 @@ pub struct TokenArgs {
     /// The tenant's slug.
     #[arg(long, value_parser = TenantSlug::parse)]
     pub tenant: TenantSlug,
+    /// The role the token grants.
     #[arg(long, value_enum)]
     pub role: Role,
     /// Make the token's subject this user (by email); the user must exist in the tenant.
@@ -116,6 +119,7 @@ pub enum ChannelCommand {
 pub enum ChannelAdd {
     /// A WhatsApp Cloud API business number.
     Whatsapp {
+        /// The tenant's slug.
         #[arg(long, value_parser = TenantSlug::parse)]
         tenant: TenantSlug,
         /// The number's `phone_number_id` from Meta (digits), which webhooks carry in
@@ -131,20 +135,25 @@ pub enum ChannelAdd {
     },
     /// An SMS number on a Twilio-compatible provider.
     Sms {
+        /// The tenant's slug.
         #[arg(long, value_parser = TenantSlug::parse)]
         tenant: TenantSlug,
         /// The receiving number in E.164 form, e.g. +15005550006.
         #[arg(long, value_parser = parse_e164)]
         phone_number: String,
+        /// The provider account that owns the number (Twilio: AC…).
         #[arg(long)]
         account_sid: String,
+        /// The account's auth token: signs requests to us and authenticates ours.
         #[arg(long)]
         auth_token: String,
     },
     /// An email address that receives mail for the tenant.
     Email {
+        /// The tenant's slug.
         #[arg(long, value_parser = TenantSlug::parse)]
         tenant: TenantSlug,
+        /// The receiving address, e.g. sales@example.com.
         #[arg(long, value_parser = Email::parse)]
         address: Email,
         /// The name on outgoing mail.

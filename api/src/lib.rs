@@ -7,7 +7,7 @@
 //! - [`auth`]: JWTs (HS256, pinned), [`auth::Role`], the [`auth::AuthUser`] extractor, passwords.
 //! - [`repo`]: SQL for the API's tables; functions take a tenant transaction.
 //! - [`error`]: [`error::ApiError`], the JSON error body and its status codes.
-//! - [`json`]: [`json::ApiJson`], JSON bodies with rejections mapped to `ApiError`.
+//! - [`extract`]: [`extract::ApiJson`], [`extract::ApiQuery`]: extractors whose rejections are `ApiError`s.
 //!
 //! Architecture invariant: `api` is the only crate that serves HTTP or has a `main`; it may depend on
 //! every other Wasit crate, and none depends on it.
@@ -16,6 +16,6 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod error;
-pub mod json;
+pub mod extract;
 pub mod repo;
 pub mod routes;

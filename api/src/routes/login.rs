@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::app::AppState;
 use crate::auth::{Role, verify_password};
 use crate::error::ApiError;
-use crate::json::ApiJson;
+use crate::extract::ApiJson;
 use crate::repo;
 
 /// How long a login token lasts.

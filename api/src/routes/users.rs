@@ -1,7 +1,7 @@
 //! Users of the caller's tenant: `GET /me`, and for admins `GET/POST /users`, `GET /users/{id}`.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use runtime::db::begin_tenant;
 use runtime::{Email, UserId};
@@ -12,7 +12,7 @@ use super::{Page, PageQuery};
 use crate::app::AppState;
 use crate::auth::{AuthUser, Role, hash_password};
 use crate::error::ApiError;
-use crate::json::ApiJson;
+use crate::extract::{ApiJson, ApiQuery};
 use crate::repo;
 use crate::repo::users::User;
 
@@ -47,7 +47,7 @@ pub async fn me(State(state): State<AppState>, auth: AuthUser) -> Result<Json<Me
 pub async fn list(
     State(state): State<AppState>,
     auth: AuthUser,
-    Query(page): Query<PageQuery>,
+    ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Json<Page<User>>, ApiError> {
     auth.require(Role::ADMINS)?;
     let limit = page.limit()?;

@@ -77,17 +77,9 @@ impl Database {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options.clone())
             .await?;
-        let app = PgPoolOptions::new()
+        // Lazy: before the first migration the role does not exist yet.
+        let app = app_pool_options()
             .max_connections(app_pool_size())
-            .min_connections(0)
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(|conn, _meta| {
-                Box::pin(async move {
-                    conn.execute("SET ROLE wasit_app").await?;
-                    Ok(())
-                })
-            })
-            // Lazy: before the first migration the role does not exist yet.
             .connect_lazy_with(options);
         Ok(Self {
             admin,
@@ -120,6 +112,19 @@ impl Database {
             pg.stop().await;
         }
     }
+}
+
+/// Pool options for the application role: every connection switches to `wasit_app` as it opens.
+pub fn app_pool_options() -> PgPoolOptions {
+    PgPoolOptions::new()
+        .min_connections(0)
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                conn.execute("SET ROLE wasit_app").await?;
+                Ok(())
+            })
+        })
 }
 
 fn app_pool_size() -> u32 {

@@ -1,0 +1,179 @@
+//! Test helpers: a fresh real PostgreSQL database per test, and the real server on port 0.
+//!
+//! The server under test is `WASIT_TEST_DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`, a superuser, as on the CI machine). Each test
+//! creates its own database there, migrates it, and drops it when done.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use api::app::{AppState, router};
+use api::auth::{JwtKeys, Role};
+use runtime::TenantId;
+use runtime::db::{Database, begin_tenant};
+use secrecy::SecretString;
+use sqlx::Connection;
+
+pub const JWT_SECRET: &str = "test-secret-of-at-least-32-bytes!!";
+
+pub fn server_url() -> String {
+    std::env::var("WASIT_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// The URL of database `name` on the test server.
+pub fn database_url(name: &str) -> String {
+    let mut url = url::Url::parse(&server_url()).expect("WASIT_TEST_DATABASE_URL is a URL");
+    url.set_path(name);
+    url.to_string()
+}
+
+/// A fresh database, dropped when this value is.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    pub db: Option<Database>,
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        let name = format!("wasit_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(&server_url())
+            .await
+            .expect("the test PostgreSQL server is reachable (is it running?)");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        let url = database_url(&name);
+        let db = Database::connect(&url, None).await.unwrap();
+        db.migrate().await.unwrap();
+        Self {
+            name,
+            url,
+            db: Some(db),
+        }
+    }
+
+    pub fn db(&self) -> &Database {
+        self.db.as_ref().unwrap()
+    }
+
+    /// Creates a tenant through the same repository the CLI uses.
+    pub async fn tenant(&self, slug: &str) -> TenantId {
+        let slug = runtime::TenantSlug::parse(slug).unwrap();
+        api::repo::tenants::create(&self.db().admin, &slug, "Test tenant")
+            .await
+            .unwrap()
+            .id
+    }
+
+    /// Creates a user with a password; returns its id.
+    pub async fn user(
+        &self,
+        tenant: TenantId,
+        email: &str,
+        role: Role,
+        password: &str,
+    ) -> runtime::UserId {
+        let hash = api::auth::hash_password(&SecretString::from(password.to_owned())).unwrap();
+        let mut tx = begin_tenant(&self.db().app, tenant).await.unwrap();
+        let email = runtime::Email::parse(email).unwrap();
+        let user = api::repo::users::create(&mut tx, &email, None, role, Some(&hash))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        user.id
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        // Do not wait for the pools to close: their connections may be mid-rollback on the test's
+        // own runtime, which is blocked right here. DROP ... WITH (FORCE) ends them instead.
+        drop(self.db.take());
+        let name = self.name.clone();
+        // Drop is not async: use a runtime of our own on a thread of our own.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&server_url()).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        })
+        .join()
+        .ok();
+    }
+}
+
+/// The real router served on a loopback port, against a fresh database.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub keys: JwtKeys,
+    pub test_db: TestDb,
+}
+
+static TRACING: AtomicBool = AtomicBool::new(false);
+
+pub async fn spawn_app() -> TestApp {
+    if !TRACING.swap(true, Ordering::SeqCst) && std::env::var("TEST_LOG").is_ok() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("debug")
+            .try_init();
+    }
+    let test_db = TestDb::new().await;
+    let keys = JwtKeys::new(&SecretString::from(JWT_SECRET));
+    let state = AppState::new(test_db.db().app.clone(), keys.clone());
+    state.mark_started();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+    TestApp {
+        addr,
+        client: reqwest::Client::new(),
+        keys,
+        test_db,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn token(&self, tenant: TenantId, role: Role) -> String {
+        self.keys
+            .issue(tenant, role, "cli:test", time::Duration::minutes(10))
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut req = self.client.get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.unwrap()
+    }
+}
+
+/// Asserts the JSON error body and returns its code.
+pub async fn error_code(response: reqwest::Response, status: u16) -> String {
+    assert_eq!(response.status().as_u16(), status, "unexpected status");
+    let body: serde_json::Value = response.json().await.expect("error body is JSON");
+    let code = body["error"]["code"]
+        .as_str()
+        .expect("error.code is a string")
+        .to_owned();
+    assert!(
+        body["error"]["message"].is_string(),
+        "error.message is a string: {body}"
+    );
+    code
+}

@@ -1,0 +1,9 @@
+//! Integration tests of the `api` crate: one binary, real PostgreSQL, the real router on port 0,
+//! and the real `wasit` binary for the command line.
+
+mod auth;
+mod cli;
+mod embedded;
+mod health;
+mod helpers;
+mod rls;
