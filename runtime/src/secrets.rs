@@ -43,6 +43,10 @@ pub fn load_or_create(path: &Path) -> Result<SecretString> {
                 if !value.trim().is_empty() {
                     return Ok(SecretString::from(value.trim().to_owned()));
                 }
+                #[expect(
+                    clippy::disallowed_methods,
+                    reason = "start-up code, called before or outside async work"
+                )]
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
             Err(Error::Config(format!(

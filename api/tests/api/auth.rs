@@ -253,7 +253,9 @@ async fn bad_bodies_get_clear_errors_and_change_nothing() {
         req.send()
     };
     let json_ct = Some("application/json");
-    let cases: Vec<(&str, Vec<u8>, Option<&str>, u16, &str)> = vec![
+    // (what, body, content type, expected status, expected error code)
+    type Case<'a> = (&'a str, Vec<u8>, Option<&'a str>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "malformed",
             b"{\"email\": ".to_vec(),

@@ -199,9 +199,9 @@ async fn interleaved_requests_on_pooled_connections_never_mix_tenants() {
                 .unwrap();
             // Every third request ends in a rollback rather than a commit: neither may leak.
             if i % 3 == 0 {
-                tx.rollback().await.unwrap()
+                tx.rollback().await.unwrap();
             } else {
-                tx.commit().await.unwrap()
+                tx.commit().await.unwrap();
             }
             assert_eq!(
                 seen.len(),

@@ -151,6 +151,10 @@ async fn applied_migrations(pool: &PgPool) -> Result<usize> {
 /// transaction-locally, which every row-level security policy reads. This is the only way the
 /// application touches tenant data.
 pub async fn begin_tenant(pool: &PgPool, tenant: TenantId) -> Result<TenantTx> {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "this is the one place that opens tenant transactions"
+    )]
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
         .bind(tenant.0.to_string())
