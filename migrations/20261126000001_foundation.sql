@@ -10,17 +10,25 @@
 --   * views are created WITH (security_invoker = true).
 
 -- The application role. Roles are cluster-wide, so several databases (and concurrent test
--- databases) share it; the advisory lock stops two migrations racing to create it.
+-- databases) share it: two migrations racing to create it must both succeed, hence the exception
+-- handlers (an advisory lock would not do: those are per database).
 DO $$
 BEGIN
-    PERFORM pg_advisory_xact_lock(727482701);
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'wasit_app') THEN
-        CREATE ROLE wasit_app NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOINHERIT;
+        BEGIN
+            CREATE ROLE wasit_app NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOINHERIT;
+        EXCEPTION WHEN duplicate_object OR unique_violation THEN
+            NULL;
+        END;
     END IF;
-    -- The migrating role connects the app pool and switches to wasit_app with SET ROLE; a
+    -- The app pool may connect as the migrating role and switch to wasit_app with SET ROLE; a
     -- superuser may do that already, any other role needs membership.
     IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
-        EXECUTE format('GRANT wasit_app TO %I', current_user);
+        BEGIN
+            EXECUTE format('GRANT wasit_app TO %I', current_user);
+        EXCEPTION WHEN duplicate_object OR unique_violation THEN
+            NULL;
+        END;
     END IF;
 END
 $$;

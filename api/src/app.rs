@@ -20,6 +20,9 @@ pub struct AppState {
     pub jwt: JwtKeys,
     /// Set once the runtime has started; `/readyz` reports it.
     pub started: Arc<AtomicBool>,
+    /// Bounds concurrent password verifications (Argon2id: ~19 MiB and tens of milliseconds
+    /// each), so a burst of logins queues instead of exhausting memory and blocking threads.
+    pub password_checks: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -28,6 +31,7 @@ impl AppState {
             db,
             jwt,
             started: Arc::new(AtomicBool::new(false)),
+            password_checks: Arc::new(tokio::sync::Semaphore::new(4)),
         }
     }
 
@@ -46,9 +50,7 @@ impl HasJwtKeys for AppState {
 pub fn router(state: AppState) -> Router {
     let api = routes::api_v1()
         .fallback(|| async { ApiError::NotFound("route") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::BadRequest("this method is not allowed on this route".into())
-        });
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
     Router::new()
         .merge(routes::health::router())
         .nest("/api/v1", api)

@@ -181,6 +181,32 @@ impl AuthUser {
             Err(ApiError::Forbidden)
         }
     }
+
+    /// Opens the caller's tenant transaction, after checking inside it that the token still
+    /// stands: the tenant exists and, for a user's token, the user exists, is not disabled and
+    /// still has the token's role. A demoted or disabled user's old token stops working at once.
+    /// Every handler reaches tenant data through this.
+    pub async fn begin(&self, pool: &sqlx::PgPool) -> Result<runtime::db::TenantTx, ApiError> {
+        let mut tx = runtime::db::begin_tenant(pool, self.tenant).await?;
+        let stands: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM tenants WHERE id = wasit_current_tenant())
+                AND ($1::uuid IS NULL OR EXISTS (
+                    SELECT 1 FROM users
+                    WHERE tenant_id = wasit_current_tenant() AND id = $1
+                      AND disabled_at IS NULL AND role = $2))",
+        )
+        .bind(self.user)
+        .bind(self.role.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+        if stands {
+            Ok(tx)
+        } else {
+            Err(ApiError::Unauthenticated(
+                "the token's tenant or user is no longer valid".into(),
+            ))
+        }
+    }
 }
 
 /// Implemented by the application state so the extractor can reach the keys.

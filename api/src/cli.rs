@@ -388,7 +388,7 @@ async fn token(db: &Database, keys: JwtKeys, args: TokenArgs) -> anyhow::Result<
             let mut tx = begin_tenant(&db.app, tenant_id).await?;
             let found = repo::users::find_for_login(&mut tx, email).await?;
             tx.commit().await?;
-            let (user, _) = found.ok_or_else(|| {
+            let (user, _) = found.filter(|(u, _)| !u.disabled).ok_or_else(|| {
                 UsageError(format!(
                     "no user {email} in tenant {}; create one with `wasit user create`",
                     args.tenant

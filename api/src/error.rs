@@ -22,6 +22,8 @@ pub enum ApiError {
     /// Absent, or another tenant's: the two are indistinguishable on purpose.
     #[error("{0} not found")]
     NotFound(&'static str),
+    #[error("this method is not allowed on this route")]
+    MethodNotAllowed,
     #[error("{0}")]
     Conflict(String),
     #[error("the request body is larger than the limit of {limit} bytes")]
@@ -52,6 +54,7 @@ impl IntoResponse for ApiError {
             ApiError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
             ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::PayloadTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
@@ -97,6 +100,12 @@ impl From<runtime::Error> for ApiError {
             E::Invalid(msg) => ApiError::Invalid(msg),
             E::Conflict(msg) => ApiError::Conflict(msg),
             E::Unavailable(msg) => ApiError::Unavailable(msg),
+            E::Database(
+                e @ (sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)),
+            ) => {
+                tracing::warn!(error = %e, "database unavailable");
+                ApiError::Unavailable("the database is unavailable; try again shortly".into())
+            }
             e @ (E::Config(_) | E::Database(_) | E::Migrate(_) | E::Io(_)) => ApiError::internal(e),
         }
     }

@@ -22,6 +22,9 @@ pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
 pub struct Settings {
     /// An external PostgreSQL server; `None` means the embedded cluster under `data_dir`.
     pub database_url: Option<SecretString>,
+    /// Optional separate login for the application pool (a role that is only a member of
+    /// `wasit_app`); unset means the `DATABASE_URL` credentials followed by `SET ROLE wasit_app`.
+    pub app_database_url: Option<SecretString>,
     /// Where embedded state lives: the private PostgreSQL cluster, generated secrets.
     pub data_dir: PathBuf,
     pub http_addr: SocketAddr,
@@ -67,16 +70,33 @@ impl Settings {
             }
         };
 
-        if let Some(db) = get("DATABASE_URL")
-            && !(db.starts_with("postgres://") || db.starts_with("postgresql://"))
+        for key in ["DATABASE_URL", "WASIT_APP_DATABASE_URL"] {
+            if let Some(db) = get(key)
+                && !(db.starts_with("postgres://") || db.starts_with("postgresql://"))
+            {
+                return Err(Error::Config(format!(
+                    "{key} must start with postgres:// or postgresql://"
+                )));
+            }
+        }
+        if get("WASIT_APP_DATABASE_URL").is_some() && get("DATABASE_URL").is_none() {
+            return Err(Error::Config(
+                "WASIT_APP_DATABASE_URL needs DATABASE_URL (the embedded cluster makes its own)"
+                    .to_owned(),
+            ));
+        }
+        if let Some(secret) = get("WASIT_JWT_SECRET")
+            && secret.len() < 32
         {
             return Err(Error::Config(
-                "DATABASE_URL must start with postgres:// or postgresql://".to_owned(),
+                "WASIT_JWT_SECRET must be at least 32 bytes; generate one with `openssl rand -hex 32`"
+                    .to_owned(),
             ));
         }
 
         Ok(Self {
             database_url: secret("DATABASE_URL"),
+            app_database_url: secret("WASIT_APP_DATABASE_URL"),
             data_dir: PathBuf::from(get("WASIT_DATA_DIR").unwrap_or_else(|| "./.wasit".to_owned())),
             http_addr,
             jwt_secret: secret("WASIT_JWT_SECRET"),
@@ -123,7 +143,7 @@ mod tests {
     fn debug_never_prints_secrets() {
         let s = settings(&[
             ("DATABASE_URL", "postgres://u:hunter2@db/x"),
-            ("WASIT_JWT_SECRET", "jwt-key-123"),
+            ("WASIT_JWT_SECRET", "jwt-key-123-that-is-long-enough-to-use"),
             ("WHATSAPP_APP_SECRET", "appsecret-xyz"),
             ("LLM_API_KEY", "sk-live-abc"),
         ])

@@ -9,6 +9,7 @@ pub struct Tenant {
     pub id: TenantId,
     pub slug: String,
     pub name: String,
+    #[serde(with = "time::serde::rfc3339")]
     pub created_at: time::OffsetDateTime,
 }
 

@@ -7,7 +7,7 @@
 use axum::Json;
 use axum::extract::State;
 use runtime::db::begin_tenant;
-use runtime::{Email, TenantSlug};
+use runtime::{Email, TenantId, TenantSlug};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
@@ -40,25 +40,29 @@ pub async fn login(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
-    let found = match runtime::db::tenant_id_by_slug(&state.db, &req.tenant).await? {
-        Some(tenant) => {
-            let mut tx = begin_tenant(&state.db, tenant).await?;
-            let user = repo::users::find_for_login(&mut tx, &req.email).await?;
-            tx.commit().await?;
-            user.map(|(u, hash)| (tenant, u, hash))
-        }
-        None => None,
-    };
+    // An unknown slug still runs the same queries (against the nil tenant, which matches no row)
+    // and the same hash check, so timing does not tell which tenants exist.
+    let tenant = runtime::db::tenant_id_by_slug(&state.db, &req.tenant)
+        .await?
+        .unwrap_or(TenantId(uuid::Uuid::nil()));
+    let mut tx = begin_tenant(&state.db, tenant).await?;
+    let found = repo::users::find_for_login(&mut tx, &req.email).await?;
+    tx.commit().await?;
     let stored_hash = found
         .as_ref()
-        .and_then(|(_, u, h)| (!u.disabled).then(|| h.clone()).flatten());
+        .and_then(|(u, h)| (!u.disabled).then(|| h.clone()).flatten());
     let password = req.password;
+    let _permit = state
+        .password_checks
+        .acquire()
+        .await
+        .map_err(ApiError::internal)?;
     let ok =
         tokio::task::spawn_blocking(move || verify_password(&password, stored_hash.as_deref()))
             .await
             .map_err(ApiError::internal)?;
     match found {
-        Some((tenant, user, _)) if ok => {
+        Some((user, _)) if ok => {
             let token = state
                 .jwt
                 .issue(tenant, user.role, &user.id.to_string(), LOGIN_TTL);

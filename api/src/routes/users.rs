@@ -3,7 +3,6 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use runtime::db::begin_tenant;
 use runtime::{Email, UserId};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -26,11 +25,8 @@ pub struct Me {
 
 /// Who the token says the caller is.
 pub async fn me(State(state): State<AppState>, auth: AuthUser) -> Result<Json<Me>, ApiError> {
-    let mut tx = begin_tenant(&state.db, auth.tenant).await?;
-    // A valid signature over a tenant that no longer exists is still no access.
-    let tenant = repo::tenants::current(&mut tx)
-        .await
-        .map_err(|_| ApiError::Unauthenticated("the token's tenant does not exist".into()))?;
+    let mut tx = auth.begin(&state.db).await?;
+    let tenant = repo::tenants::current(&mut tx).await?;
     let user = match auth.user {
         Some(id) => Some(repo::users::find(&mut tx, id).await?),
         None => None,
@@ -58,7 +54,7 @@ pub async fn list(
                 .map_err(|_| ApiError::BadRequest("cursor is not valid".into()))?,
         ),
     };
-    let mut tx = begin_tenant(&state.db, auth.tenant).await?;
+    let mut tx = auth.begin(&state.db).await?;
     let mut items = repo::users::list(&mut tx, after, limit + 1).await?;
     tx.commit().await?;
     let next_cursor = if items.len() as i64 > limit {
@@ -77,7 +73,7 @@ pub async fn get(
 ) -> Result<Json<User>, ApiError> {
     auth.require(Role::ADMINS)?;
     let id: UserId = id.parse().map_err(|_| ApiError::NotFound("user"))?;
-    let mut tx = begin_tenant(&state.db, auth.tenant).await?;
+    let mut tx = auth.begin(&state.db).await?;
     let user = repo::users::find(&mut tx, id).await?;
     tx.commit().await?;
     Ok(Json(user))
@@ -118,7 +114,7 @@ pub async fn create(
         }
         None => None,
     };
-    let mut tx = begin_tenant(&state.db, auth.tenant).await?;
+    let mut tx = auth.begin(&state.db).await?;
     let user = repo::users::create(
         &mut tx,
         &req.email,

@@ -145,12 +145,76 @@ async fn every_kind_of_bad_token_is_401() {
     assert_eq!(error_code(basic, 401).await, "unauthenticated");
 }
 
-/// A token for a tenant that does not exist grants nothing.
+/// A token for a tenant that does not exist grants nothing, on any route: 401, not an empty list
+/// or a 500.
 #[tokio::test]
-async fn a_token_for_a_deleted_tenant_is_401() {
+async fn a_token_for_a_missing_tenant_is_401_everywhere() {
     let app = spawn_app().await;
     let token = app.token(runtime::TenantId::new(), Role::Admin);
     assert_eq!(me_status(&app, &token).await, 401);
+    let list = app.get("/api/v1/users", Some(&token)).await;
+    assert_eq!(error_code(list, 401).await, "unauthenticated");
+    let create = app
+        .client
+        .post(app.url("/api/v1/users"))
+        .bearer_auth(&token)
+        .json(&json!({"email": "x@nowhere.io", "role": "sales_rep"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(create, 401).await, "unauthenticated");
+}
+
+/// A user's token stops working as soon as the user is disabled or given another role.
+#[tokio::test]
+async fn tokens_of_disabled_or_demoted_users_are_401() {
+    let app = spawn_app().await;
+    let tenant = app.test_db.tenant("acme").await;
+    let user = app
+        .test_db
+        .user(tenant, "boss@acme.io", Role::Admin, "password-1")
+        .await;
+    let token = app.keys.issue(
+        tenant,
+        Role::Admin,
+        &user.to_string(),
+        time::Duration::minutes(5),
+    );
+    assert_eq!(app.get("/api/v1/users", Some(&token)).await.status(), 200);
+
+    let admin = &app.test_db.db().admin;
+    let mut tx = runtime::db::begin_tenant(admin, tenant).await.unwrap();
+    sqlx::query("UPDATE users SET role = 'sales_rep' WHERE id = $1")
+        .bind(user)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let demoted = app.get("/api/v1/users", Some(&token)).await;
+    assert_eq!(error_code(demoted, 401).await, "unauthenticated");
+
+    let mut tx = runtime::db::begin_tenant(admin, tenant).await.unwrap();
+    sqlx::query("UPDATE users SET role = 'admin', disabled_at = now() WHERE id = $1")
+        .bind(user)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let disabled = app.get("/api/v1/users", Some(&token)).await;
+    assert_eq!(error_code(disabled, 401).await, "unauthenticated");
+}
+
+/// A wrong method is a JSON 405.
+#[tokio::test]
+async fn wrong_method_is_a_json_405() {
+    let app = spawn_app().await;
+    let res = app
+        .client
+        .delete(app.url("/api/v1/auth/login"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(res, 405).await, "method_not_allowed");
 }
 
 /// A sales rep may not call an admin-only route; an admin may.

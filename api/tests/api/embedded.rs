@@ -54,8 +54,9 @@ fn migrate_creates_the_embedded_cluster_once_and_reuses_it() {
     assert!(!pgdata.join("postmaster.pid").exists());
 }
 
-/// `wasit serve` on the embedded cluster answers /healthz and /readyz, and on SIGTERM drains,
-/// stops its cluster and exits 0.
+/// `wasit serve` on the embedded cluster answers /healthz and /readyz; other commands may share
+/// the running cluster without stopping it; the application logs in as `wasit_app` itself; and on
+/// SIGTERM `serve` drains, stops the cluster and exits 0.
 #[tokio::test]
 async fn serve_runs_on_the_embedded_cluster_and_shuts_down_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();

@@ -47,7 +47,7 @@ impl TestDb {
             .unwrap();
         conn.close().await.unwrap();
         let url = database_url(&name);
-        let db = Database::connect(&url, None).await.unwrap();
+        let db = Database::connect(&url, None, None).await.unwrap();
         db.migrate().await.unwrap();
         Self {
             name,

@@ -37,6 +37,47 @@ async fn catalog_every_tenant_table_forces_rls_and_the_app_role_is_unprivileged(
         assert!(*policies > 0, "{name}: has no policy");
     }
 
+    // Each policy compares with the transaction's tenant, for reads and for writes: a policy of
+    // `USING (true)` would pass the checks above but not this one.
+    let weak: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename || '.' || policyname FROM pg_policies
+         WHERE schemaname = 'public' AND (qual IS NULL OR with_check IS NULL
+               OR qual NOT LIKE '%wasit_current_tenant()%'
+               OR with_check NOT LIKE '%wasit_current_tenant()%')",
+    )
+    .fetch_all(admin)
+    .await
+    .unwrap();
+    assert!(
+        weak.is_empty(),
+        "policies not bound to the current tenant: {weak:?}"
+    );
+
+    // SECURITY DEFINER functions pin search_path and are not executable by PUBLIC.
+    let definers: Vec<(String, Option<Vec<String>>, bool)> = sqlx::query_as(
+        "SELECT p.proname::text, p.proconfig::text[],
+                has_function_privilege('public', p.oid, 'EXECUTE')
+                  OR EXISTS (SELECT 1 FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+                             WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE')
+         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+         WHERE n.nspname = 'public' AND p.prosecdef",
+    )
+    .fetch_all(admin)
+    .await
+    .unwrap();
+    assert!(definers.len() >= 2, "{definers:?}");
+    for (name, config, public) in &definers {
+        let pinned = config
+            .iter()
+            .flatten()
+            .any(|c| c.starts_with("search_path="));
+        assert!(
+            pinned,
+            "{name}: SECURITY DEFINER without a fixed search_path"
+        );
+        assert!(!public, "{name}: executable by PUBLIC");
+    }
+
     let owned: Vec<String> = sqlx::query_scalar(
         "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE n.nspname = 'public' AND pg_get_userbyid(c.relowner) = 'wasit_app'",
@@ -112,8 +153,12 @@ async fn without_a_tenant_no_rows_are_visible() {
     let insert = sqlx::query("INSERT INTO contacts (tenant_id) VALUES ($1)")
         .bind(a)
         .execute(&pool)
-        .await;
-    assert!(insert.is_err(), "insert without a tenant must fail");
+        .await
+        .expect_err("insert without a tenant must fail");
+    assert!(
+        insert.to_string().contains("row-level security"),
+        "{insert}"
+    );
 }
 
 /// A transaction for tenant A cannot read, update, delete or insert tenant B's rows.

@@ -8,12 +8,18 @@
 //! unprivileged user (`postgres` unless `WASIT_PG_USER` names another) through `runuser`, the
 //! cluster directory belongs to that user, and the data directory must be reachable by it.
 //!
-//! A process that finds the cluster already running (another `wasit` started it) connects to it and
-//! leaves it running when done; the process that started it stops it. Set-up is serialised between
-//! processes with an exclusive lock on `<data dir>/postgres.lock`.
+//! Several processes may use one cluster (a `wasit serve` and a `wasit token`, say). Each holds a
+//! shared lock on `<data dir>/postgres.lease` for as long as it uses the cluster; whichever process
+//! closes last (it can take the lease exclusively) stops the server, whether or not it started it.
+//! So a server left behind by a killed process is adopted by the next one and stopped when that one
+//! is done. Starting and stopping are serialised with an exclusive lock on `<data dir>/postgres.lock`.
+//!
+//! The application pool logs in as `wasit_app` itself (password in `postgres.app_password`), never
+//! as the superuser, so no session of the application can `RESET ROLE` its way to more privilege.
 
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,17 +33,19 @@ use crate::secrets;
 const SUPERUSER: &str = "wasit";
 const DATABASE: &str = "wasit";
 
-/// A running embedded cluster.
+/// A running embedded cluster, in use by this process until [`EmbeddedPostgres::stop`] or drop.
 #[derive(Debug)]
 pub struct EmbeddedPostgres {
+    data_dir: PathBuf,
     pgdata: PathBuf,
     bin_dir: PathBuf,
     run_as: Option<String>,
     port: u16,
     password: SecretString,
-    /// This process started the server, so it stops it (and only then).
-    owned: bool,
-    /// Set once stopped, so `Drop` does not stop twice.
+    app_password: SecretString,
+    /// Our shared lock on `postgres.lease`: while any process holds one, the server stays up.
+    lease: Option<fs::File>,
+    /// Set once released, so `Drop` does not release twice.
     stopped: AtomicBool,
     /// `initdb` ran in this process: the cluster is new.
     pub created: bool,
@@ -48,24 +56,32 @@ impl EmbeddedPostgres {
     /// and makes sure the `wasit` database exists.
     pub async fn start(data_dir: &Path) -> Result<Self> {
         let data_dir = data_dir.to_owned();
-        let pg = tokio::task::spawn_blocking(move || start_blocking(&data_dir))
+        let (pg, setup_lock) = tokio::task::spawn_blocking(move || start_blocking(&data_dir))
             .await
             .map_err(|e| {
                 Error::Unavailable(format!("embedded PostgreSQL set-up panicked: {e}"))
             })??;
+        // Still under the set-up lock, so two processes do not both create the database.
         pg.ensure_database().await?;
+        drop(setup_lock);
         Ok(pg)
     }
 
-    /// The connection URL of the `wasit` database.
+    /// The superuser's connection URL of the `wasit` database (migrations, operator commands).
     pub fn url(&self) -> String {
-        self.url_for(DATABASE)
+        self.url_for(SUPERUSER, &self.password, DATABASE)
     }
 
-    fn url_for(&self, database: &str) -> String {
+    /// The application role's connection URL of the `wasit` database. Valid once
+    /// [`EmbeddedPostgres::enable_app_login`] has run after the migrations created the role.
+    pub fn app_url(&self) -> String {
+        self.url_for(super::APP_ROLE, &self.app_password, DATABASE)
+    }
+
+    fn url_for(&self, user: &str, password: &SecretString, database: &str) -> String {
         format!(
-            "postgres://{SUPERUSER}:{}@127.0.0.1:{}/{database}",
-            self.password.expose_secret(),
+            "postgres://{user}:{}@127.0.0.1:{}/{database}",
+            password.expose_secret(),
             self.port
         )
     }
@@ -79,14 +95,25 @@ impl EmbeddedPostgres {
         &self.pgdata
     }
 
-    /// True when this process started the server and will stop it.
-    pub fn owned(&self) -> bool {
-        self.owned
+    /// Lets `wasit_app` log in with its generated password. Run after migrations.
+    pub async fn enable_app_login(&self, admin: &sqlx::PgPool) -> Result<()> {
+        // The password is generated hex, so quoting it into the statement is safe; ALTER ROLE takes
+        // no bind parameters.
+        sqlx::query(&format!(
+            "ALTER ROLE {} WITH LOGIN PASSWORD '{}'",
+            super::APP_ROLE,
+            self.app_password.expose_secret()
+        ))
+        .execute(admin)
+        .await?;
+        Ok(())
     }
 
     async fn ensure_database(&self) -> Result<()> {
         use sqlx::Connection;
-        let mut conn = sqlx::PgConnection::connect(&self.url_for("postgres")).await?;
+        let mut conn =
+            sqlx::PgConnection::connect(&self.url_for(SUPERUSER, &self.password, "postgres"))
+                .await?;
         let exists: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
                 .bind(DATABASE)
@@ -101,18 +128,35 @@ impl EmbeddedPostgres {
         Ok(())
     }
 
-    /// Stops the server (fast shutdown: open transactions roll back) if this process started it.
+    /// Releases this process's use of the cluster, stopping the server (fast shutdown: open
+    /// transactions roll back) if no other process is using it.
     pub async fn stop(self) {
-        let this = self;
+        let mut this = self;
         let _ = tokio::task::spawn_blocking(move || this.stop_blocking()).await;
     }
 
-    fn stop_blocking(&self) {
-        if !self.owned || self.stopped.swap(true, Ordering::SeqCst) {
+    fn stop_blocking(&mut self) {
+        if self.stopped.swap(true, Ordering::SeqCst) {
             return;
         }
-        let pg_ctl = self.bin_dir.join("pg_ctl");
-        let mut cmd = self.command(&pg_ctl);
+        let setup_lock = match lock_file(&self.data_dir.join("postgres.lock")) {
+            Ok(lock) => lock,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot lock the embedded PostgreSQL; leaving it running");
+                return;
+            }
+        };
+        let Some(lease) = self.lease.take() else {
+            return;
+        };
+        // Converting our shared lease to an exclusive one succeeds only if no one else holds one.
+        if lease.try_lock().is_err() {
+            tracing::info!(
+                "embedded PostgreSQL is still in use by another process; leaving it running"
+            );
+            return;
+        }
+        let mut cmd = command_as(self.run_as.as_deref(), &self.bin_dir.join("pg_ctl"));
         cmd.arg("stop")
             .arg("-D")
             .arg(&self.pgdata)
@@ -121,10 +165,8 @@ impl EmbeddedPostgres {
             Ok(_) => tracing::info!(pgdata = %self.pgdata.display(), "embedded PostgreSQL stopped"),
             Err(e) => tracing::warn!(error = %e, "could not stop embedded PostgreSQL"),
         }
-    }
-
-    fn command(&self, program: &Path) -> Command {
-        command_as(self.run_as.as_deref(), program)
+        drop(lease);
+        drop(setup_lock);
     }
 }
 
@@ -134,11 +176,21 @@ impl Drop for EmbeddedPostgres {
     }
 }
 
-fn start_blocking(data_dir: &Path) -> Result<EmbeddedPostgres> {
+fn lock_file(path: &Path) -> Result<fs::File> {
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    file.lock()?;
+    Ok(file)
+}
+
+/// Everything up to a running server, under the set-up lock, which it returns still held.
+fn start_blocking(data_dir: &Path) -> Result<(EmbeddedPostgres, fs::File)> {
     fs::create_dir_all(data_dir)?;
     let data_dir = data_dir.canonicalize()?;
-    let lock = fs::File::create(data_dir.join("postgres.lock"))?;
-    lock.lock()?;
+    let setup_lock = lock_file(&data_dir.join("postgres.lock"))?;
 
     let run_as = running_as_root().then(|| {
         std::env::var("WASIT_PG_USER")
@@ -150,7 +202,7 @@ fn start_blocking(data_dir: &Path) -> Result<EmbeddedPostgres> {
         Some(user) => Some(lookup_user(user)?),
         None => None,
     };
-    if let (Some(user), Some(_)) = (&run_as, &owner) {
+    if let Some(user) = &run_as {
         // The server user must be able to reach its cluster directory through the data directory.
         let mut perms = fs::metadata(&data_dir)?.permissions();
         perms.set_mode(perms.mode() | 0o711);
@@ -160,6 +212,7 @@ fn start_blocking(data_dir: &Path) -> Result<EmbeddedPostgres> {
 
     let bin_dir = find_bin_dir()?;
     let password = secrets::load_or_create(&data_dir.join("postgres.password"))?;
+    let app_password = secrets::load_or_create(&data_dir.join("postgres.app_password"))?;
     let pgdata = data_dir.join("postgres");
     let mut created = false;
     if !pgdata.join("PG_VERSION").exists() {
@@ -175,42 +228,53 @@ fn start_blocking(data_dir: &Path) -> Result<EmbeddedPostgres> {
     }
 
     let pg_ctl = bin_dir.join("pg_ctl");
-    let port_file = data_dir.join("postgres.port");
     let mut status = command_as(run_as.as_deref(), &pg_ctl);
     status.arg("status").arg("-D").arg(&pgdata);
     let running = status.output().map(|o| o.status.success()).unwrap_or(false);
 
-    let (port, owned) = if running {
-        let port = fs::read_to_string(&port_file)
-            .ok()
-            .and_then(|p| p.trim().parse().ok())
-            .ok_or_else(|| {
-                Error::Unavailable(format!(
-                    "embedded PostgreSQL is running but {} is missing; stop it with `pg_ctl stop -D {}`",
-                    port_file.display(),
-                    pgdata.display()
-                ))
-            })?;
-        tracing::info!(port, "reusing the running embedded PostgreSQL");
-        (port, false)
-    } else {
-        let port = start_server(&pg_ctl, &pgdata, run_as.as_deref())?;
-        fs::write(&port_file, port.to_string())?;
-        tracing::info!(port, pgdata = %pgdata.display(), "embedded PostgreSQL started");
-        (port, true)
+    let port = match running.then(|| running_port(&pgdata)).flatten() {
+        Some(port) => {
+            tracing::info!(port, "using the running embedded PostgreSQL");
+            port
+        }
+        None => {
+            let port = start_server(&pg_ctl, &pgdata, run_as.as_deref())?;
+            tracing::info!(port, pgdata = %pgdata.display(), "embedded PostgreSQL started");
+            port
+        }
     };
-    drop(lock);
 
-    Ok(EmbeddedPostgres {
+    // Taken after the server started, so the server process never inherits it (and std opens
+    // files close-on-exec anyway).
+    let lease = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(data_dir.join("postgres.lease"))?;
+    lease.lock_shared()?;
+
+    let pg = EmbeddedPostgres {
+        data_dir,
         pgdata,
         bin_dir,
         run_as,
         port,
         password,
-        owned,
+        app_password,
+        lease: Some(lease),
         stopped: AtomicBool::new(false),
         created,
-    })
+    };
+    Ok((pg, setup_lock))
+}
+
+/// The port of the running server, from line 4 of `postmaster.pid`, confirmed by a connection.
+fn running_port(pgdata: &Path) -> Option<u16> {
+    let pid_file = fs::read_to_string(pgdata.join("postmaster.pid")).ok()?;
+    let port: u16 = pid_file.lines().nth(3)?.trim().parse().ok()?;
+    std::net::TcpStream::connect(("127.0.0.1", port))
+        .ok()
+        .map(|_| port)
 }
 
 /// Runs `initdb` into a temporary directory and renames it into place, so an interrupted
@@ -230,8 +294,13 @@ fn init_cluster(
     fs::create_dir(&staging)?;
     fs::set_permissions(&staging, fs::Permissions::from_mode(0o700))?;
     let pwfile = data_dir.join("postgres.initdb.pw");
-    fs::write(&pwfile, password.expose_secret())?;
-    fs::set_permissions(&pwfile, fs::Permissions::from_mode(0o600))?;
+    let _ = fs::remove_file(&pwfile);
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&pwfile)?
+        .write_all(password.expose_secret().as_bytes())?;
     if let Some((uid, gid)) = owner {
         std::os::unix::fs::chown(&staging, Some(uid), Some(gid))?;
         std::os::unix::fs::chown(&pwfile, Some(uid), Some(gid))?;

@@ -2,9 +2,11 @@
 //!
 //! Two pools share one server. The **admin pool** connects as the role in `DATABASE_URL` (or the
 //! embedded cluster's superuser); it runs migrations, which makes it the owner of every table, and
-//! operator commands such as `wasit tenant create`. The **app pool** runs every request and job: each
-//! of its connections executes `SET ROLE wasit_app` when it opens, so queries run as a role that owns
-//! nothing and lacks `BYPASSRLS`, and row-level security applies to every statement.
+//! operator commands such as `wasit tenant create`. The **app pool** runs every request and job as
+//! `wasit_app`, a role that owns nothing and lacks `BYPASSRLS`, so row-level security applies to
+//! every statement. It logs in as `wasit_app` itself on the embedded cluster, as the role of
+//! `WASIT_APP_DATABASE_URL` when that is set, and otherwise with the `DATABASE_URL` credentials; in
+//! every case each connection also executes `SET ROLE wasit_app` when it opens.
 //!
 //! Tenant-scoped work goes through [`begin_tenant`], which opens a transaction whose first statement
 //! is `set_config('app.tenant_id', $1, true)`. The setting is transaction-local, so it can never leak
@@ -57,30 +59,42 @@ impl Database {
     /// Does not migrate; call [`Database::migrate`].
     pub async fn open(settings: &Settings) -> Result<Self> {
         match &settings.database_url {
-            Some(url) => Self::connect(url.expose_secret(), None).await,
+            Some(url) => {
+                let app_url = settings
+                    .app_database_url
+                    .as_ref()
+                    .map(|u| u.expose_secret());
+                Self::connect(url.expose_secret(), app_url, None).await
+            }
             None => {
                 let embedded = EmbeddedPostgres::start(&settings.data_dir).await?;
-                let url = embedded.url();
-                Self::connect(&url, Some(embedded)).await
+                let (url, app_url) = (embedded.url(), embedded.app_url());
+                Self::connect(&url, Some(&app_url), Some(embedded)).await
             }
         }
     }
 
-    /// Connects both pools to the server at `url`.
-    pub async fn connect(url: &str, embedded: Option<EmbeddedPostgres>) -> Result<Self> {
-        let options: PgConnectOptions = url.parse()?;
-        let options = options
-            .application_name("wasit")
-            .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
+    /// Connects the admin pool to `url` and the app pool to `app_url` (default: `url`).
+    pub async fn connect(
+        url: &str,
+        app_url: Option<&str>,
+        embedded: Option<EmbeddedPostgres>,
+    ) -> Result<Self> {
+        let options = |url: &str| -> Result<PgConnectOptions> {
+            let options: PgConnectOptions = url.parse()?;
+            Ok(options
+                .application_name("wasit")
+                .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1)))
+        };
         let admin = PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.clone())
+            .connect_with(options(url)?)
             .await?;
         // Lazy: before the first migration the role does not exist yet.
         let app = app_pool_options()
             .max_connections(app_pool_size())
-            .connect_lazy_with(options);
+            .connect_lazy_with(options(app_url.unwrap_or(url))?);
         Ok(Self {
             admin,
             app,
@@ -92,6 +106,9 @@ impl Database {
     pub async fn migrate(&self) -> Result<MigrationReport> {
         let before = applied_migrations(&self.admin).await?;
         MIGRATOR.run(&self.admin).await?;
+        if let Some(pg) = &self.embedded {
+            pg.enable_app_login(&self.admin).await?;
+        }
         let after = applied_migrations(&self.admin).await?;
         Ok(MigrationReport {
             applied_now: after.saturating_sub(before),
