@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use secrecy::SecretString;
 use sqlx::PgPool;
 
 use crate::auth::{HasJwtKeys, JwtKeys};
@@ -23,6 +24,24 @@ pub struct AppState {
     /// Bounds concurrent password verifications (Argon2id: ~19 MiB and tens of milliseconds
     /// each), so a burst of logins queues instead of exhausting memory and blocking threads.
     pub password_checks: Arc<tokio::sync::Semaphore>,
+    /// The WhatsApp webhook's secrets; `None` until both are configured (the webhook answers 503).
+    pub whatsapp: Option<Arc<WhatsAppWebhook>>,
+}
+
+/// `WHATSAPP_APP_SECRET` (signatures) and `WHATSAPP_VERIFY_TOKEN` (the handshake).
+#[derive(Debug)]
+pub struct WhatsAppWebhook {
+    pub app_secret: SecretString,
+    pub verify_token: SecretString,
+}
+
+impl WhatsAppWebhook {
+    pub fn from_settings(settings: &runtime::Settings) -> Option<Self> {
+        Some(Self {
+            app_secret: settings.whatsapp_app_secret.clone()?,
+            verify_token: settings.whatsapp_verify_token.clone()?,
+        })
+    }
 }
 
 impl AppState {
@@ -32,7 +51,13 @@ impl AppState {
             jwt,
             started: Arc::new(AtomicBool::new(false)),
             password_checks: Arc::new(tokio::sync::Semaphore::new(4)),
+            whatsapp: None,
         }
+    }
+
+    pub fn with_whatsapp(mut self, webhook: Option<WhatsAppWebhook>) -> Self {
+        self.whatsapp = webhook.map(Arc::new);
+        self
     }
 
     pub fn mark_started(&self) {
@@ -53,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
     Router::new()
         .merge(routes::health::router())
+        .merge(routes::webhooks::router())
         .nest("/api/v1", api)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)

@@ -327,7 +327,13 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
             "migrations up to date"
         );
         let keys = JwtKeys::from_settings(settings)?;
-        let state = AppState::new(db.app.clone(), keys);
+        let whatsapp = app::WhatsAppWebhook::from_settings(settings);
+        if whatsapp.is_none() {
+            tracing::warn!(
+                "WHATSAPP_APP_SECRET or WHATSAPP_VERIFY_TOKEN is unset: the WhatsApp webhook answers 503"
+            );
+        }
+        let state = AppState::new(db.app.clone(), keys).with_whatsapp(whatsapp);
         let listener = tokio::net::TcpListener::bind(settings.http_addr)
             .await
             .with_context(|| {

@@ -1,11 +1,12 @@
 //! The channels contacts write in on: WhatsApp Cloud API, SMS (Twilio-compatible), email.
 //!
-//! Code map (filled in as the channels arrive; see `shared/design/protocols.md`):
-//! - `whatsapp`: webhook signature check over raw bytes, notification parsing (every entry,
-//!   change, message and status), sending through the Graph API, error-code mapping.
-//! - `sms`: Twilio signature check, form parsing, sending, status callbacks.
-//! - `email`: raw MIME in, SMTP out with our own `Message-ID` threading.
+//! Code map:
+//! - [`whatsapp`]: webhook signature check over raw bytes (`verify_meta_signature`), the
+//!   subscription handshake, and notification parsing into `runtime::inbox` batches (every entry,
+//!   change, message and status). Sending arrives with the outbox dispatcher.
+//! - `sms`, `email`: to come (Twilio signatures and form parsing; raw MIME in, SMTP out).
 //!
 //! Architecture invariant: `channels` depends on `runtime` only; it never depends on `agents`.
-//!
-//! Nothing is implemented yet: this crate is the empty room the conversation-runtime issue moves into.
+//! Channels parse and format; they never touch the database: the inbox and outbox in `runtime` do.
+
+pub mod whatsapp;

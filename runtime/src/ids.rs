@@ -53,6 +53,18 @@ uuid_id!(
     /// A person who logs in: admin, rep, prompt engineer, affiliate.
     UserId
 );
+uuid_id!(
+    /// Someone the tenant talks to: a lead, a customer, an affiliate applicant.
+    ContactId
+);
+uuid_id!(
+    /// The one conversation of a contact (across channels).
+    ConversationId
+);
+uuid_id!(
+    /// One inbound or outbound message.
+    MessageId
+);
 
 /// A tenant's short name, used on the command line and at login: 2–63 characters of lowercase
 /// ASCII letters, digits and hyphens, starting with a letter.

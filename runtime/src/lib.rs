@@ -8,6 +8,9 @@
 //! - [`db`]: PostgreSQL. Two pools (the migration/owner pool and the application pool, which runs
 //!   as the unprivileged `wasit_app` role), the embedded cluster used when `DATABASE_URL` is unset,
 //!   migrations, and [`db::begin_tenant`], the single way to open a tenant-scoped transaction.
+//! - [`inbox`]: channel-neutral inbound messages and delivery statuses, and [`inbox::store`], which
+//!   makes them durable (contact identity and merge, conversation, deduplicated message row)
+//!   before a webhook is acknowledged.
 //! - [`secrets`]: secrets generated once into the data directory (the JWT signing key).
 //! - [`error`]: the runtime layer's error type.
 //!
@@ -16,9 +19,10 @@
 pub mod db;
 pub mod error;
 pub mod ids;
+pub mod inbox;
 pub mod secrets;
 pub mod settings;
 
 pub use error::{Error, Result};
-pub use ids::{Email, TenantId, TenantSlug, UserId};
+pub use ids::{ContactId, ConversationId, Email, MessageId, TenantId, TenantSlug, UserId};
 pub use settings::Settings;

@@ -9,6 +9,7 @@ use crate::app::AppState;
 pub mod health;
 pub mod login;
 pub mod users;
+pub mod webhooks;
 
 /// Everything under `/api/v1`.
 pub fn api_v1() -> Router<AppState> {

@@ -15,6 +15,8 @@ use secrecy::SecretString;
 use sqlx::Connection;
 
 pub const JWT_SECRET: &str = "test-secret-of-at-least-32-bytes!!";
+pub const WHATSAPP_APP_SECRET: &str = "test-app-secret";
+pub const WHATSAPP_VERIFY_TOKEN: &str = "test-verify-token";
 
 pub fn server_url() -> String {
     std::env::var("WASIT_TEST_DATABASE_URL")
@@ -131,7 +133,12 @@ pub async fn spawn_app() -> TestApp {
     }
     let test_db = TestDb::new().await;
     let keys = JwtKeys::new(&SecretString::from(JWT_SECRET));
-    let state = AppState::new(test_db.db().app.clone(), keys.clone());
+    let state = AppState::new(test_db.db().app.clone(), keys.clone()).with_whatsapp(Some(
+        api::app::WhatsAppWebhook {
+            app_secret: SecretString::from(WHATSAPP_APP_SECRET),
+            verify_token: SecretString::from(WHATSAPP_VERIFY_TOKEN),
+        },
+    ));
     state.mark_started();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -152,6 +159,27 @@ impl TestApp {
     pub fn token(&self, tenant: TenantId, role: Role) -> String {
         self.keys
             .issue(tenant, role, "cli:test", time::Duration::minutes(10))
+    }
+
+    /// Posts `body` to the WhatsApp webhook with Meta's signature over exactly these bytes.
+    pub async fn post_whatsapp(&self, body: &[u8]) -> reqwest::Response {
+        let signature = channels::whatsapp::sign(WHATSAPP_APP_SECRET.as_bytes(), body);
+        self.client
+            .post(self.url("/webhooks/whatsapp"))
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", signature)
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A row count over all tenants (the admin pool is a superuser here, so RLS does not apply).
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(&self.test_db.db().admin)
+            .await
+            .unwrap()
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {

@@ -7,3 +7,4 @@ mod embedded;
 mod health;
 mod helpers;
 mod rls;
+mod whatsapp;
