@@ -1,14 +1,13 @@
 //! The eighteen agent kinds, their tools and the agent router.
 //!
-//! Code map (filled in as the agents arrive; see `docs/AGENTS.md` and `shared/design/agents.md`):
-//! - `kind`: the `AgentKind` enum, one variant per agent, with its prompt file name.
-//! - `tools`: typed actions with JSON schemas; the tenant and contact come from the conversation
-//!   actor, never from model output.
-//! - `router`: picks the active agent for a turn.
-//! - `prompt`: loads and validates `prompts/<kind>.md` (TOML front matter + minijinja template).
+//! Code map (see `docs/AGENTS.md` and `shared/design/agents.md`):
+//! - [`prompt`]: loads and validates `prompts/<kind>.md` and per-tenant overrides (TOML front
+//!   matter + minijinja template); a file's version is the hash of its bytes.
+//! - `kind`, `tools`, `router`: to come with the agents (the tenant and contact come from the
+//!   conversation actor, never from model output).
 //!
 //! Architecture invariant: `agents` depends on `runtime` and `knowledge-base` only. It never runs
 //! SQL for the CRM: it emits typed actions that the action handler applies inside the turn's
 //! transaction.
-//!
-//! Nothing is implemented yet: this crate is the empty room the agents issue moves into.
+
+pub mod prompt;

@@ -1,0 +1,446 @@
+//! Prompt files: `prompts/<kind>.md`, and `prompts/tenants/<slug>/<kind>.md` overriding one
+//! agent for one tenant. TOML front matter between `+++` lines, then the system prompt as a
+//! minijinja template. A file's version is the SHA-256 of its bytes.
+//!
+//! Loading validates everything a prompt engineer can get wrong and reports it as
+//! `file:line: message`, so a bad edit is rejected with a reason and the last good version stays.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Every tool an agent may be given. A prompt naming another is rejected.
+pub const KNOWN_TOOLS: &[&str] = &[
+    "search_knowledge",
+    "update_lead",
+    "create_lead",
+    "update_contact",
+    "set_qualification",
+    "set_lead_score",
+    "assign_lead",
+    "create_deal",
+    "update_deal",
+    "create_task",
+    "write_forecast",
+    "send_template",
+    "schedule_follow_up",
+    "mark_lost",
+    "find_slots",
+    "book_meeting",
+    "reschedule_meeting",
+    "cancel_meeting",
+    "create_proposal",
+    "send_proposal",
+    "create_affiliate_application",
+    "complete_onboarding_step",
+    "issue_referral_code",
+    "get_affiliate_stats",
+    "calculate_commission",
+    "open_commission_dispute",
+    "open_guarantee_claim",
+    "attach_evidence",
+    "request_refund",
+    "assign_conversation",
+    "notify_rep",
+    "handoff",
+    "escalate",
+];
+
+/// The front matter of a prompt file.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FrontMatter {
+    pub agent: String,
+    pub description: String,
+    #[serde(default = "default_temperature")]
+    pub temperature: f32,
+    #[serde(default = "default_max_output_tokens")]
+    pub max_output_tokens: u32,
+    #[serde(default)]
+    pub tools: Vec<String>,
+    #[serde(default)]
+    pub escalation: Escalation,
+}
+
+fn default_temperature() -> f32 {
+    0.3
+}
+
+fn default_max_output_tokens() -> u32 {
+    400
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Escalation {
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    pub max_turns_without_progress: Option<u32>,
+}
+
+/// A loaded, validated prompt file.
+#[derive(Clone)]
+pub struct Prompt {
+    pub path: PathBuf,
+    pub front: FrontMatter,
+    /// The template source (everything after the front matter).
+    pub template: String,
+    /// Hex SHA-256 of the file's bytes.
+    pub version: String,
+    env: Arc<minijinja::Environment<'static>>,
+}
+
+impl fmt::Debug for Prompt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Prompt")
+            .field("path", &self.path)
+            .field("agent", &self.front.agent)
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
+/// A problem with a prompt file, located for the person who edits it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}:{line}: {message}", path.display())]
+pub struct PromptError {
+    pub path: PathBuf,
+    pub line: usize,
+    pub message: String,
+}
+
+impl Prompt {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Self, PromptError> {
+        let bytes = std::fs::read(path).map_err(|e| PromptError {
+            path: path.to_owned(),
+            line: 1,
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::parse(path, &bytes)
+    }
+
+    /// Validates prompt file contents; `path` is used for messages and for the expected agent name.
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<Self, PromptError> {
+        let err = |line: usize, message: String| PromptError {
+            path: path.to_owned(),
+            line,
+            message,
+        };
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            let line = bytes[..e.valid_up_to()]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count()
+                + 1;
+            err(line, "the file is not valid UTF-8".into())
+        })?;
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let mut lines = text.split_inclusive('\n');
+        if lines.next().map(str::trim_end) != Some("+++") {
+            return Err(err(
+                1,
+                "a prompt file starts with a `+++` line, then TOML front matter, then `+++`".into(),
+            ));
+        }
+        let mut front_src = String::new();
+        let mut closing_line = None;
+        for (i, line) in lines.by_ref().enumerate() {
+            if line.trim_end() == "+++" {
+                closing_line = Some(i + 2);
+                break;
+            }
+            front_src.push_str(line);
+        }
+        let Some(closing_line) = closing_line else {
+            return Err(err(
+                1,
+                "the front matter is not closed by a `+++` line".into(),
+            ));
+        };
+        let template: String = lines.collect();
+
+        let front: FrontMatter = toml::from_str(&front_src).map_err(|e| {
+            let line = e
+                .span()
+                .map_or(0, |s| front_src[..s.start].matches('\n').count())
+                + 2;
+            err(line, format!("front matter: {}", e.message()))
+        })?;
+        let front_line = |key: &str| {
+            front_src
+                .lines()
+                .position(|l| l.trim_start().starts_with(key))
+                .map_or(2, |i| i + 2)
+        };
+        if let Some(stem) = path.file_stem().and_then(|s| s.to_str())
+            && stem != front.agent
+        {
+            return Err(err(
+                front_line("agent"),
+                format!("agent = {:?} but the file is named {stem}.md", front.agent),
+            ));
+        }
+        if !(0.0..=2.0).contains(&front.temperature) {
+            return Err(err(
+                front_line("temperature"),
+                format!("temperature {} is outside 0.0..=2.0", front.temperature),
+            ));
+        }
+        if !(1..=16_384).contains(&front.max_output_tokens) {
+            return Err(err(
+                front_line("max_output_tokens"),
+                "max_output_tokens must be between 1 and 16384".into(),
+            ));
+        }
+        for tool in &front.tools {
+            if !KNOWN_TOOLS.contains(&tool.as_str()) {
+                return Err(err(
+                    front_line("tools"),
+                    format!(
+                        "unknown tool {tool:?}; known tools: {}",
+                        KNOWN_TOOLS.join(", ")
+                    ),
+                ));
+            }
+        }
+
+        let mut env = minijinja::Environment::new();
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Lenient);
+        env.add_template_owned("prompt", template.clone())
+            .map_err(|e| {
+                err(
+                    closing_line + e.line().unwrap_or(1),
+                    format!("template: {}", e.detail().unwrap_or(&e.to_string())),
+                )
+            })?;
+        Ok(Self {
+            path: path.to_owned(),
+            front,
+            template,
+            version: hex::encode(Sha256::digest(bytes)),
+            env: Arc::new(env),
+        })
+    }
+
+    /// Renders the system prompt with `context` (tenant, contact, history, …).
+    pub fn render(&self, context: &serde_json::Value) -> Result<String, PromptError> {
+        let template = self.env.get_template("prompt").expect("added at load");
+        template
+            .render(context)
+            .map(|s| s.trim().to_owned())
+            .map_err(|e| PromptError {
+                path: self.path.clone(),
+                line: e.line().unwrap_or(0),
+                message: format!("render: {e}"),
+            })
+    }
+}
+
+/// All prompt files of a directory: one per agent kind, plus per-tenant overrides.
+#[derive(Debug, Clone, Default)]
+pub struct PromptSet {
+    base: BTreeMap<String, Arc<Prompt>>,
+    tenants: BTreeMap<(String, String), Arc<Prompt>>,
+}
+
+impl PromptSet {
+    /// Loads `dir/*.md` and `dir/tenants/<slug>/*.md` (a `README.md` is documentation, not a
+    /// prompt). Returns every error found, not just the first.
+    pub fn load_dir(dir: &Path) -> Result<Self, Vec<PromptError>> {
+        let mut set = Self::default();
+        let mut errors = Vec::new();
+        let md_files = |d: &Path| -> Vec<PathBuf> {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(d)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.extension().is_some_and(|e| e == "md")
+                        && p.file_name().is_some_and(|n| n != "README.md")
+                })
+                .collect();
+            files.sort();
+            files
+        };
+        if !dir.is_dir() {
+            return Err(vec![PromptError {
+                path: dir.to_owned(),
+                line: 0,
+                message: "not a directory".into(),
+            }]);
+        }
+        for path in md_files(dir) {
+            match Prompt::load(&path) {
+                Ok(p) => {
+                    set.base.insert(p.front.agent.clone(), Arc::new(p));
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        let tenants_dir = dir.join("tenants");
+        let mut slugs: Vec<PathBuf> = std::fs::read_dir(&tenants_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        slugs.sort();
+        for tenant_dir in slugs {
+            let slug = tenant_dir
+                .file_name()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_owned();
+            for path in md_files(&tenant_dir) {
+                match Prompt::load(&path) {
+                    Ok(p) => {
+                        set.tenants
+                            .insert((slug.clone(), p.front.agent.clone()), Arc::new(p));
+                    }
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(set)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The prompt for `agent`, the tenant's override first.
+    pub fn get(&self, tenant_slug: &str, agent: &str) -> Option<Arc<Prompt>> {
+        self.tenants
+            .get(&(tenant_slug.to_owned(), agent.to_owned()))
+            .or_else(|| self.base.get(agent))
+            .cloned()
+    }
+
+    pub fn agents(&self) -> impl Iterator<Item = &str> {
+        self.base.keys().map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn parse(name: &str, text: &str) -> Result<Prompt, PromptError> {
+        Prompt::parse(Path::new(name), text.as_bytes())
+    }
+
+    #[test]
+    fn the_shipped_sales_prompt_loads_and_renders_arabic() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../prompts");
+        let set = PromptSet::load_dir(&dir).expect("shipped prompts are valid");
+        let sales = set.get("any-tenant", "sales").expect("sales prompt");
+        assert_eq!(
+            sales.front.tools,
+            [
+                "search_knowledge",
+                "update_lead",
+                "create_deal",
+                "handoff",
+                "escalate"
+            ]
+        );
+        assert_eq!(sales.version.len(), 64);
+        let text = sales
+            .render(&json!({"tenant": {"name": "ذهب الرياض"}, "contact": {"name": "سارة"}}))
+            .unwrap();
+        assert!(
+            text.starts_with("أنت مساعد المبيعات لدى ذهب الرياض."),
+            "{text}"
+        );
+        assert!(text.contains("The contact's name is سارة."));
+    }
+
+    #[test]
+    fn errors_point_at_the_file_and_line() {
+        let e = parse("sales.md", "no front matter").unwrap_err();
+        assert_eq!(
+            (e.line, e.to_string().starts_with("sales.md:1:")),
+            (1, true)
+        );
+
+        let e = parse(
+            "sales.md",
+            "+++\nagent = \"sales\"\ndescription = \"x\"\ntools = [\"fly\"]\n+++\nhi",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 4, "{e}");
+        assert!(e.message.contains("unknown tool \"fly\""), "{e}");
+
+        let e = parse(
+            "sales.md",
+            "+++\nagent = \"qualifier\"\ndescription = \"x\"\n+++\nhi",
+        )
+        .unwrap_err();
+        assert!(e.message.contains("file is named sales.md"), "{e}");
+
+        let e = parse(
+            "sales.md",
+            "+++\nagent = \"sales\"\ndescription = \"x\"\ntemperature = \"hot\"\n+++\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 4, "{e}");
+
+        let e = parse(
+            "sales.md",
+            "+++\nagent = \"sales\"\ndescription = \"x\"\n+++\nline one\n{% if %}\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 6, "{e}");
+
+        let e = parse(
+            "sales.md",
+            "+++\nagent = \"sales\"\ndescription = \"x\"\ncolour = 1\n+++\n",
+        )
+        .unwrap_err();
+        assert!(e.message.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn tenant_overrides_win_and_versions_follow_the_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |rel: &str, body: &str| {
+            let p = dir.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(
+                p,
+                format!("+++\nagent = \"sales\"\ndescription = \"d\"\n+++\n{body}"),
+            )
+            .unwrap();
+        };
+        write("sales.md", "base");
+        write("tenants/acme/sales.md", "acme");
+        let set = PromptSet::load_dir(dir.path()).unwrap();
+        assert_eq!(
+            set.get("acme", "sales")
+                .unwrap()
+                .render(&json!({}))
+                .unwrap(),
+            "acme"
+        );
+        assert_eq!(
+            set.get("other", "sales")
+                .unwrap()
+                .render(&json!({}))
+                .unwrap(),
+            "base"
+        );
+        assert_ne!(
+            set.get("acme", "sales").unwrap().version,
+            set.get("other", "sales").unwrap().version
+        );
+    }
+}

@@ -1,0 +1,20 @@
+//! Local stand-ins for third-party SaaS, speaking their documented wire formats, for tests and
+//! load tools: a Meta Graph API ([`graph::FakeGraph`]) and an OpenAI-compatible chat-completions
+//! server ([`llm::FakeLlm`]). Each listens on a loopback port chosen by the OS (port 0).
+//!
+//! Only third-party services are faked: PostgreSQL, Redis and HTTP are real in every test.
+
+pub mod graph;
+pub mod llm;
+
+use std::net::SocketAddr;
+
+/// Serves `router` on 127.0.0.1 with an OS-chosen port, in the background.
+async fn serve(router: axum::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+    let addr = listener.local_addr().expect("a bound address");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    addr
+}
