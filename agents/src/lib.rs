@@ -3,6 +3,9 @@
 //! Code map (see `docs/AGENTS.md` and `shared/design/agents.md`):
 //! - [`prompt`]: loads and validates `prompts/<kind>.md` and per-tenant overrides (TOML front
 //!   matter + minijinja template); a file's version is the hash of its bytes.
+//! - [`llm_agent`]: [`llm_agent::LlmAgent`], the prompt-driven LLM agent (a
+//!   `runtime::turn::TurnEngine`): renders the prompt, runs the bounded tool loop, returns the
+//!   reply and typed actions.
 //! - `kind`, `tools`, `router`: to come with the agents (the tenant and contact come from the
 //!   conversation actor, never from model output).
 //!
@@ -10,4 +13,5 @@
 //! SQL for the CRM: it emits typed actions that the action handler applies inside the turn's
 //! transaction.
 
+pub mod llm_agent;
 pub mod prompt;

@@ -26,6 +26,9 @@ pub struct AppState {
     pub password_checks: Arc<tokio::sync::Semaphore>,
     /// The WhatsApp webhook's secrets; `None` until both are configured (the webhook answers 503).
     pub whatsapp: Option<Arc<WhatsAppWebhook>>,
+    /// The conversation runtime that new messages are delivered to; without it, messages wait in
+    /// PostgreSQL for the next start.
+    pub runtime: Option<Arc<runtime::actors::Runtime>>,
 }
 
 /// `WHATSAPP_APP_SECRET` (signatures) and `WHATSAPP_VERIFY_TOKEN` (the handshake).
@@ -52,7 +55,13 @@ impl AppState {
             started: Arc::new(AtomicBool::new(false)),
             password_checks: Arc::new(tokio::sync::Semaphore::new(4)),
             whatsapp: None,
+            runtime: None,
         }
+    }
+
+    pub fn with_runtime(mut self, runtime: Arc<runtime::actors::Runtime>) -> Self {
+        self.runtime = Some(runtime);
+        self
     }
 
     pub fn with_whatsapp(mut self, webhook: Option<WhatsAppWebhook>) -> Self {

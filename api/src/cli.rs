@@ -191,6 +191,7 @@ struct UsageError(String);
 /// Parses the command line, runs the command and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    runtime::http::install_tls_provider();
     init_tracing(&cli.command);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -333,7 +334,13 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
                 "WHATSAPP_APP_SECRET or WHATSAPP_VERIFY_TOKEN is unset: the WhatsApp webhook answers 503"
             );
         }
-        let state = AppState::new(db.app.clone(), keys).with_whatsapp(whatsapp);
+        let parts = crate::wiring::runtime_parts(settings, db.app.clone())?;
+        let runtime = std::sync::Arc::new(
+            runtime::actors::Runtime::start(parts).await.context("cannot start the conversation runtime")?,
+        );
+        let state = AppState::new(db.app.clone(), keys)
+            .with_whatsapp(whatsapp)
+            .with_runtime(runtime.clone());
         let listener = tokio::net::TcpListener::bind(settings.http_addr)
             .await
             .with_context(|| {
@@ -348,6 +355,8 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
             .await
             .context("the HTTP server failed")?;
         tracing::info!("HTTP server drained");
+        runtime.shutdown().await;
+        tracing::info!("conversation runtime stopped");
         anyhow::Ok(())
     }
     .await;

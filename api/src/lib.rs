@@ -7,6 +7,8 @@
 //! - [`auth`]: JWTs (HS256, pinned), [`auth::Role`], the [`auth::AuthUser`] extractor, passwords.
 //! - [`repo`]: SQL for the API's tables; functions take a tenant transaction.
 //! - [`error`]: [`error::ApiError`], the JSON error body and its status codes.
+//! - [`wiring`]: the composition root: the conversation runtime assembled from settings (agents,
+//!   prompts, LLM client, channel senders).
 //! - [`testkit`]: local stand-ins for the Meta Graph API and an OpenAI-compatible LLM, for tests
 //!   and load tools.
 //! - [`extract`]: [`extract::ApiJson`], [`extract::ApiQuery`]: extractors whose rejections are `ApiError`s.
@@ -22,3 +24,4 @@ pub mod extract;
 pub mod repo;
 pub mod routes;
 pub mod testkit;
+pub mod wiring;

@@ -1,11 +1,11 @@
 //! The knowledge base: ingestion, Arabic-aware chunking and normalisation, embeddings, and hybrid
 //! retrieval on Qdrant (embedded `qdrant-edge` by default, a Qdrant server with `QDRANT_URL`).
 //!
-//! Code map (filled in as the knowledge-base issue lands):
-//! - `article`: Markdown articles with `+++` TOML front matter (`title`, `language`, `tags`, `sector`).
-//! - `normalize`: Arabic normalisation (diacritics, alef/ya/ta-marbuta forms, tatweel, digits).
-//! - `chunk`, `embed`, `index`, `search`.
+//! Code map:
+//! - [`normalize`]: Arabic normalisation for matching (diacritics, alef/ya/ta-marbuta forms,
+//!   tatweel, Eastern Arabic digits).
+//! - `article`, `chunk`, `embed`, `index`, `search`: to come with the knowledge-base issue.
 //!
 //! Architecture invariant: `knowledge-base` depends on `runtime` only.
-//!
-//! Nothing is implemented yet: this crate is the empty room the knowledge-base issue moves into.
+
+pub mod normalize;

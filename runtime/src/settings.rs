@@ -40,6 +40,12 @@ pub struct Settings {
     pub whatsapp_graph_url: String,
     pub twilio_api_url: String,
     pub smtp_url: Option<SecretString>,
+    /// Where the prompt files are (`WASIT_PROMPTS_DIR`).
+    pub prompts_dir: PathBuf,
+    /// Burst window before a turn starts (`WASIT_DEBOUNCE_MS`).
+    pub debounce: std::time::Duration,
+    /// Idle time before a conversation actor is passivated (`WASIT_IDLE_SECS`).
+    pub idle_timeout: std::time::Duration,
 }
 
 impl Settings {
@@ -61,6 +67,15 @@ impl Settings {
             ))
         })?;
 
+        let number = |key: &str, default: u64| -> Result<u64> {
+            match get(key) {
+                None => Ok(default),
+                Some(v) => v
+                    .trim()
+                    .parse()
+                    .map_err(|_| Error::Config(format!("{key}={v:?} is not a whole number"))),
+            }
+        };
         let url = |key: &str| -> Result<Option<String>> {
             match get(key) {
                 None => Ok(None),
@@ -112,6 +127,11 @@ impl Settings {
             twilio_api_url: url("TWILIO_API_URL")?
                 .unwrap_or_else(|| DEFAULT_TWILIO_API_URL.to_owned()),
             smtp_url: secret("SMTP_URL"),
+            prompts_dir: PathBuf::from(
+                get("WASIT_PROMPTS_DIR").unwrap_or_else(|| "./prompts".to_owned()),
+            ),
+            debounce: std::time::Duration::from_millis(number("WASIT_DEBOUNCE_MS", 300)?),
+            idle_timeout: std::time::Duration::from_secs(number("WASIT_IDLE_SECS", 120)?),
         })
     }
 }

@@ -72,6 +72,10 @@ async fn whatsapp_notification(
     let (batches, rejects) = channels::whatsapp::parse_notification(&body)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let outcome = runtime::inbox::store(&state.db, batches, rejects).await?;
+    // Committed: now the conversation actors may run (and the 200 may go out).
+    if let Some(runtime) = &state.runtime {
+        runtime.deliver(&outcome.accepted);
+    }
     tracing::debug!(
         accepted = outcome.accepted.len(),
         duplicates = outcome.duplicates,

@@ -32,7 +32,6 @@ struct Inner {
 }
 
 // A test server's state: short critical sections, never held across an await.
-#[allow(clippy::disallowed_types)]
 type Shared = Arc<StdMutex<Inner>>;
 
 #[derive(Debug, Clone)]
@@ -44,7 +43,9 @@ pub struct FakeGraph {
 impl FakeGraph {
     pub async fn start() -> Self {
         let inner: Shared = Arc::default();
-        let router = Router::new().route("/{phone_number_id}/messages", post(send)).with_state(inner.clone());
+        let router = Router::new()
+            .route("/{phone_number_id}/messages", post(send))
+            .with_state(inner.clone());
         let addr = super::serve(router).await;
         Self { addr, inner }
     }
@@ -57,7 +58,9 @@ impl FakeGraph {
     /// The next `times` sends are answered with HTTP `status` and Meta error `code`.
     pub fn fail_next(&self, status: u16, code: i64, times: usize) {
         let mut inner = self.inner.lock().unwrap();
-        inner.script.extend(std::iter::repeat_n((status, code), times));
+        inner
+            .script
+            .extend(std::iter::repeat_n((status, code), times));
     }
 
     /// Every request received so far, failed ones included.
@@ -67,7 +70,10 @@ impl FakeGraph {
 
     /// The sends that succeeded.
     pub fn delivered(&self) -> Vec<Sent> {
-        self.requests().into_iter().filter(|s| s.wamid.is_some()).collect()
+        self.requests()
+            .into_iter()
+            .filter(|s| s.wamid.is_some())
+            .collect()
     }
 
     /// Waits until at least `n` sends succeeded (or `timeout` passes) and returns them.
@@ -112,6 +118,11 @@ async fn send(
             Some(wamid),
         ),
     };
-    inner.sent.push(Sent { phone_number_id, token, body, wamid: delivered });
+    inner.sent.push(Sent {
+        phone_number_id,
+        token,
+        body,
+        wamid: delivered,
+    });
     (status, Json(answer))
 }

@@ -29,7 +29,6 @@ pub enum Reply {
 
 pub type Responder = Arc<dyn Fn(&Value) -> Reply + Send + Sync>;
 
-#[allow(clippy::disallowed_types)]
 #[derive(Clone)]
 struct Shared {
     requests: Arc<StdMutex<Vec<Value>>>,
@@ -45,7 +44,9 @@ pub struct FakeLlm {
 
 impl std::fmt::Debug for FakeLlm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FakeLlm").field("addr", &self.addr).finish_non_exhaustive()
+        f.debug_struct("FakeLlm")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -63,7 +64,8 @@ pub fn last_user_text(request: &Value) -> String {
 
 impl FakeLlm {
     pub async fn start() -> Self {
-        let default: Responder = Arc::new(|req: &Value| Reply::Text(format!("رد: {}", last_user_text(req))));
+        let default: Responder =
+            Arc::new(|req: &Value| Reply::Text(format!("رد: {}", last_user_text(req))));
         let shared = Shared {
             requests: Arc::default(),
             responder: Arc::new(StdMutex::new(default)),
@@ -106,7 +108,11 @@ async fn complete(State(shared): State<Shared>, Json(request): Json<Value>) -> R
     let (message, finish_reason, completion_tokens) = match reply {
         Reply::Text(text) => {
             let tokens = text.chars().count() as u64 / 4 + 1;
-            (json!({"role": "assistant", "content": text}), "stop", tokens)
+            (
+                json!({"role": "assistant", "content": text}),
+                "stop",
+                tokens,
+            )
         }
         Reply::ToolCalls(calls) => {
             let calls: Vec<Value> = calls
@@ -117,7 +123,11 @@ async fn complete(State(shared): State<Shared>, Json(request): Json<Value>) -> R
                            "function": {"name": name, "arguments": args.to_string()}})
                 })
                 .collect();
-            (json!({"role": "assistant", "content": null, "tool_calls": calls}), "tool_calls", 10)
+            (
+                json!({"role": "assistant", "content": null, "tool_calls": calls}),
+                "tool_calls",
+                10,
+            )
         }
         Reply::Error(status) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

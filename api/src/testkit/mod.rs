@@ -11,7 +11,9 @@ use std::net::SocketAddr;
 
 /// Serves `router` on 127.0.0.1 with an OS-chosen port, in the background.
 async fn serve(router: axum::Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
     let addr = listener.local_addr().expect("a bound address");
     tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;

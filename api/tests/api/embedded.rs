@@ -64,6 +64,10 @@ async fn serve_runs_on_the_embedded_cluster_and_shuts_down_on_sigterm() {
     let pgdata = dir.path().join("postgres");
     let mut child = wasit(dir.path(), &["serve"])
         .env("WASIT_HTTP_ADDR", "127.0.0.1:0")
+        .env(
+            "WASIT_PROMPTS_DIR",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../prompts"),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -84,6 +88,7 @@ async fn serve_runs_on_the_embedded_cluster_and_shuts_down_on_sigterm() {
         .expect("prints its address")
         .to_owned();
 
+    runtime::http::install_tls_provider();
     let client = reqwest::Client::new();
     assert_eq!(
         client

@@ -8,8 +8,11 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use api::app::{AppState, router};
+use std::sync::Arc;
+
 use api::auth::{JwtKeys, Role};
 use runtime::TenantId;
+use runtime::actors::Runtime;
 use runtime::db::{Database, begin_tenant};
 use secrecy::SecretString;
 use sqlx::Connection;
@@ -120,25 +123,74 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub keys: JwtKeys,
+    /// The conversation runtime, when the app was spawned with one.
+    pub runtime: Option<Arc<Runtime>>,
+    /// What the runtime was built from, to start another (a "restarted process").
+    parts: Option<PartsTemplate>,
     pub test_db: TestDb,
+}
+
+#[derive(Clone)]
+struct PartsTemplate {
+    config: runtime::actors::RuntimeConfig,
+    engines: Vec<(String, Arc<dyn runtime::turn::TurnEngine>)>,
+    senders: runtime::outbox::Senders,
 }
 
 static TRACING: AtomicBool = AtomicBool::new(false);
 
+/// The server without the conversation runtime: webhooks store, nothing answers.
 pub async fn spawn_app() -> TestApp {
-    if !TRACING.swap(true, Ordering::SeqCst) && std::env::var("TEST_LOG").is_ok() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter("debug")
-            .try_init();
+    spawn(None).await
+}
+
+/// The server with the conversation runtime, built by `api::wiring` from test settings
+/// (`configure` adjusts them) and then `adjust`ed (timers, engines).
+pub async fn spawn_app_with(
+    configure: impl FnOnce(&mut runtime::Settings),
+    adjust: impl FnOnce(&mut runtime::actors::RuntimeParts) + 'static,
+) -> TestApp {
+    let mut settings = runtime::Settings::from_lookup(|key| match key {
+        "WASIT_PROMPTS_DIR" => Some(concat!(env!("CARGO_MANIFEST_DIR"), "/../prompts").to_owned()),
+        _ => None,
+    })
+    .unwrap();
+    configure(&mut settings);
+    spawn(Some((settings, Box::new(adjust)))).await
+}
+
+type Adjust = Box<dyn FnOnce(&mut runtime::actors::RuntimeParts)>;
+
+async fn spawn(with_runtime: Option<(runtime::Settings, Adjust)>) -> TestApp {
+    runtime::http::install_tls_provider();
+    if !TRACING.swap(true, Ordering::SeqCst)
+        && let Ok(filter) = std::env::var("TEST_LOG")
+    {
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
     }
     let test_db = TestDb::new().await;
     let keys = JwtKeys::new(&SecretString::from(JWT_SECRET));
-    let state = AppState::new(test_db.db().app.clone(), keys.clone()).with_whatsapp(Some(
+    let mut state = AppState::new(test_db.db().app.clone(), keys.clone()).with_whatsapp(Some(
         api::app::WhatsAppWebhook {
             app_secret: SecretString::from(WHATSAPP_APP_SECRET),
             verify_token: SecretString::from(WHATSAPP_VERIFY_TOKEN),
         },
     ));
+    let mut parts_template = None;
+    let mut running = None;
+    if let Some((settings, adjust)) = with_runtime {
+        let mut parts = api::wiring::runtime_parts(&settings, test_db.db().app.clone()).unwrap();
+        adjust(&mut parts);
+        let template = PartsTemplate {
+            config: parts.config.clone(),
+            engines: parts.engines.clone(),
+            senders: parts.senders.clone(),
+        };
+        let rt = Arc::new(Runtime::start(parts).await.unwrap());
+        state = state.with_runtime(rt.clone());
+        running = Some(rt);
+        parts_template = Some(template);
+    }
     state.mark_started();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -147,11 +199,24 @@ pub async fn spawn_app() -> TestApp {
         addr,
         client: reqwest::Client::new(),
         keys,
+        runtime: running,
+        parts: parts_template,
         test_db,
     }
 }
 
 impl TestApp {
+    /// Parts for another runtime over the same database, as a restarted process would build.
+    pub fn runtime_parts(&self) -> runtime::actors::RuntimeParts {
+        let t = self.parts.clone().expect("spawned with a runtime");
+        runtime::actors::RuntimeParts {
+            pool: self.test_db.db().app.clone(),
+            config: t.config,
+            engines: t.engines,
+            senders: t.senders,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

@@ -3,6 +3,7 @@
 
 mod auth;
 mod cli;
+mod conversation;
 mod embedded;
 mod health;
 mod helpers;

@@ -3,10 +3,12 @@
 
 mod notification;
 mod send;
+mod sender;
 mod signature;
 
 pub use notification::{ParseError, parse_notification};
 pub use send::{GraphClient, MAX_TEXT_CHARS, SendError, classify, split_text, text_message};
+pub use sender::WhatsAppSender;
 pub use signature::{SignatureError, sign, verify_meta_signature};
 
 /// Answers Meta's subscription handshake: `Some(challenge)` when `hub.mode` is `subscribe` and the

@@ -1,0 +1,71 @@
+//! The composition root: builds the conversation runtime from settings — the agents with their
+//! prompt files and LLM client, the channel senders — so `serve`, tests and load tools assemble it
+//! the same way.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use runtime::Settings;
+use runtime::actors::{RuntimeConfig, RuntimeParts};
+use runtime::outbox::Senders;
+use runtime::turn::TurnEngine;
+
+/// The agent kinds the runtime runs today. Adding a kind is a prompt file plus a line here.
+pub const AGENT_KINDS: &[&str] = &["sales"];
+
+/// Everything `runtime::actors::Runtime::start` needs, from settings; adjust `config` before
+/// starting if needed.
+pub fn runtime_parts(settings: &Settings, pool: sqlx::PgPool) -> anyhow::Result<RuntimeParts> {
+    let prompts = agents::prompt::PromptSet::load_dir(&settings.prompts_dir).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!(
+            "invalid prompt files (WASIT_PROMPTS_DIR={}):\n{}",
+            settings.prompts_dir.display(),
+            lines.join("\n")
+        )
+    })?;
+    let prompts = Arc::new(prompts);
+    for kind in AGENT_KINDS {
+        prompts.get("", kind).with_context(|| {
+            format!(
+                "no prompt file for the {kind} agent in {}",
+                settings.prompts_dir.display()
+            )
+        })?;
+    }
+    let llm = runtime::llm::LlmClient::from_settings(settings);
+    if llm.is_none() {
+        tracing::warn!(
+            "LLM_BASE_URL is unset: turns wait (and are retried) until an LLM is configured"
+        );
+    }
+    let engines: Vec<(String, Arc<dyn TurnEngine>)> = AGENT_KINDS
+        .iter()
+        .map(|kind| {
+            let engine: Arc<dyn TurnEngine> = Arc::new(agents::llm_agent::LlmAgent::new(
+                kind,
+                prompts.clone(),
+                llm.clone(),
+            ));
+            ((*kind).to_owned(), engine)
+        })
+        .collect();
+    let graph = channels::whatsapp::GraphClient::new(
+        runtime::http::client(Duration::from_secs(20)),
+        &settings.whatsapp_graph_url,
+    );
+    let senders = Senders::default().with(Arc::new(channels::whatsapp::WhatsAppSender::new(graph)));
+    let config = RuntimeConfig {
+        debounce: settings.debounce,
+        idle_timeout: settings.idle_timeout,
+        split: |text| channels::whatsapp::split_text(text, channels::whatsapp::MAX_TEXT_CHARS),
+        ..RuntimeConfig::default()
+    };
+    Ok(RuntimeParts {
+        pool,
+        config,
+        engines,
+        senders,
+    })
+}

@@ -1,0 +1,568 @@
+//! The conversation runtime end to end: a signed WhatsApp message in, an agent turn against an
+//! OpenAI-compatible stand-in, the reply out through the outbox to a Graph API stand-in — exactly
+//! once, in order, coalesced, superseded, retried, recovered after a crash.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use api::testkit::graph::FakeGraph;
+use api::testkit::llm::{FakeLlm, Reply};
+use runtime::TenantId;
+use runtime::actors::{Runtime, RuntimeParts};
+use runtime::db::begin_tenant;
+use runtime::turn::{TurnEngine, TurnError, TurnInput, TurnOutcome};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app_with};
+
+const PNID: &str = "106540352242922";
+const TOKEN: &str = "EAAG-tenant-token";
+
+struct Harness {
+    app: TestApp,
+    llm: FakeLlm,
+    graph: FakeGraph,
+    tenant: TenantId,
+}
+
+/// The whole server with the runtime, fast timers, a tenant owning PNID, and both stand-ins.
+async fn harness() -> Harness {
+    harness_with(|_| {}).await
+}
+
+async fn harness_with(adjust: impl FnOnce(&mut RuntimeParts) + 'static) -> Harness {
+    let llm = FakeLlm::start().await;
+    // Echo every new user message, so a reply shows which messages its turn covered.
+    llm.respond_with(|req| Reply::Text(format!("رد: {}", new_user_texts(req).join(" | "))));
+    let graph = FakeGraph::start().await;
+    let (llm_url, graph_url) = (llm.url(), graph.url());
+    let app = spawn_app_with(
+        move |settings| {
+            settings.llm_base_url = Some(llm_url);
+            settings.whatsapp_graph_url = graph_url;
+        },
+        move |parts| {
+            parts.config.debounce = Duration::from_millis(150);
+            parts.config.retry_delay = Duration::from_millis(100);
+            parts.config.outbox.base_backoff = Duration::from_millis(50);
+            parts.config.outbox.poll_interval = Duration::from_millis(100);
+            adjust(parts);
+        },
+    )
+    .await;
+    let tenant = app.test_db.tenant("riyadh-gold").await;
+    let mut tx = begin_tenant(&app.test_db.db().app, tenant).await.unwrap();
+    api::repo::channels::add(
+        &mut tx,
+        "whatsapp",
+        PNID,
+        None,
+        &json!({"access_token": TOKEN}),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    Harness {
+        app,
+        llm,
+        graph,
+        tenant,
+    }
+}
+
+/// The user messages after the last assistant message: what the turn answers.
+fn new_user_texts(request: &Value) -> Vec<String> {
+    let messages = request["messages"].as_array().cloned().unwrap_or_default();
+    let start = messages
+        .iter()
+        .rposition(|m| m["role"] == "assistant")
+        .map_or(0, |i| i + 1);
+    messages[start..]
+        .iter()
+        .filter(|m| m["role"] == "user")
+        .filter_map(|m| m["content"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn text(id: &str, from: &str, body: &str) -> Value {
+    json!({"from": from, "id": id, "timestamp": "1749416383", "type": "text", "text": {"body": body}})
+}
+
+fn notification(messages: &[Value]) -> Vec<u8> {
+    json!({"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [{"field": "messages",
+        "value": {"messaging_product": "whatsapp", "metadata": {"display_phone_number": "15550783881", "phone_number_id": PNID},
+                  "messages": messages}}]}]})
+    .to_string()
+    .into_bytes()
+}
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Waits a little longer than any timer in play, so that a second reply would have shown up.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(800)).await;
+}
+
+/// A signed Arabic message gets exactly one reply, to the right number and recipient, with the
+/// tenant's token, byte-exact, and one audit row naming agent, prompt version and tokens.
+#[tokio::test]
+async fn a_message_gets_exactly_one_reply_and_one_audit_row() {
+    let h = harness().await;
+    let arabic = "السلام عليكم، هل الذهب عيار ٢١ متوفر؟";
+    assert_eq!(
+        h.app
+            .post_whatsapp(&notification(&[text("wamid.1", "966500000001", arabic)]))
+            .await
+            .status(),
+        200
+    );
+    let sent = h.graph.wait_for_delivered(1, WAIT).await;
+    settle().await;
+    let sent_now = h.graph.delivered();
+    assert_eq!(sent_now.len(), 1, "{sent_now:?}");
+    let s = &sent[0];
+    assert_eq!(s.phone_number_id, PNID);
+    assert_eq!(s.token.as_deref(), Some(TOKEN));
+    assert_eq!(s.body["to"], "966500000001");
+    assert_eq!(s.body["context"]["message_id"], "wamid.1");
+    assert_eq!(
+        s.body["text"]["body"].as_str().unwrap().as_bytes(),
+        format!("رد: {arabic}").as_bytes()
+    );
+
+    let (agent, version, tokens_in, tokens_out, model): (String, String, i32, i32, String) =
+        sqlx::query_as(
+            "SELECT agent, prompt_version, tokens_in, tokens_out, model FROM ai_conversations",
+        )
+        .fetch_one(&h.app.test_db.db().admin)
+        .await
+        .unwrap();
+    assert_eq!(agent, "sales");
+    assert_eq!(version.len(), 64);
+    assert!(tokens_in > 0 && tokens_out > 0);
+    assert!(!model.is_empty());
+    assert_eq!(
+        h.app.count("SELECT count(*) FROM ai_conversations").await,
+        1
+    );
+    // The system prompt was rendered from prompts/sales.md with the tenant's name.
+    let request = &h.llm.requests()[0];
+    assert!(
+        request["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("Test tenant")
+    );
+    // The outbound row records the provider's id and the sent status.
+    let (status, provider_id): (String, String) = sqlx::query_as(
+        "SELECT status, provider_message_id FROM messages WHERE direction = 'outbound'",
+    )
+    .fetch_one(&h.app.test_db.db().admin)
+    .await
+    .unwrap();
+    assert_eq!(status, "sent");
+    assert_eq!(Some(provider_id), s.wamid.clone());
+    assert_eq!(
+        h.app
+            .count(
+                "SELECT count(*) FROM messages WHERE direction = 'inbound' AND processed_at IS NULL"
+            )
+            .await,
+        0
+    );
+}
+
+/// 20 concurrent deliveries of one notification: one stored message, one turn, one reply.
+#[tokio::test]
+async fn concurrent_duplicates_get_one_reply() {
+    let h = harness().await;
+    let body = notification(&[text("wamid.dup", "966500000002", "مرحبا")]);
+    let mut sends = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let (client, url) = (h.app.client.clone(), h.app.url("/webhooks/whatsapp"));
+        let signature =
+            channels::whatsapp::sign(crate::helpers::WHATSAPP_APP_SECRET.as_bytes(), &body);
+        let body = body.clone();
+        sends.spawn(async move {
+            client
+                .post(url)
+                .header("x-hub-signature-256", signature)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+    }
+    while let Some(status) = sends.join_next().await {
+        assert_eq!(status.unwrap(), 200);
+    }
+    h.graph.wait_for_delivered(1, WAIT).await;
+    settle().await;
+    assert_eq!(h.graph.delivered().len(), 1);
+    assert_eq!(h.llm.requests().len(), 1);
+    assert_eq!(
+        h.app
+            .count("SELECT count(*) FROM messages WHERE direction = 'inbound'")
+            .await,
+        1
+    );
+}
+
+/// Two entries with two messages each from four contacts: four turns, four replies, each to its
+/// own contact.
+#[tokio::test]
+async fn four_contacts_in_one_notification_get_four_replies() {
+    let h = harness().await;
+    let value = |msgs: Vec<Value>| json!({"metadata": {"phone_number_id": PNID}, "messages": msgs});
+    let body = json!({"object": "whatsapp_business_account", "entry": [
+        {"id": "1", "changes": [{"field": "messages", "value": value(vec![text("a", "9661", "أ"), text("b", "9662", "ب")])}]},
+        {"id": "2", "changes": [{"field": "messages", "value": value(vec![text("c", "9663", "ت"), text("d", "9664", "ث")])}]}
+    ]});
+    assert_eq!(
+        h.app
+            .post_whatsapp(body.to_string().as_bytes())
+            .await
+            .status(),
+        200
+    );
+    let sent = h.graph.wait_for_delivered(4, WAIT).await;
+    settle().await;
+    assert_eq!(h.graph.delivered().len(), 4);
+    let mut pairs: Vec<(String, String)> = sent
+        .iter()
+        .map(|s| {
+            (
+                s.body["to"].as_str().unwrap().to_owned(),
+                s.body["text"]["body"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    pairs.sort();
+    assert_eq!(
+        pairs,
+        [
+            ("9661".into(), "رد: أ".into()),
+            ("9662".into(), "رد: ب".into()),
+            ("9663".into(), "رد: ت".into()),
+            ("9664".into(), "رد: ث".into())
+        ]
+    );
+    assert_eq!(
+        h.app.count("SELECT count(*) FROM ai_conversations").await,
+        4
+    );
+}
+
+/// Three messages 50 ms apart are answered by one turn that sees all three.
+#[tokio::test]
+async fn a_burst_is_coalesced_into_one_turn() {
+    let h = harness().await;
+    for (i, word) in ["السلام عليكم", "عندي سؤال", "عن الأسعار"].iter().enumerate()
+    {
+        assert_eq!(
+            h.app
+                .post_whatsapp(&notification(&[text(
+                    &format!("w{i}"),
+                    "966500000003",
+                    word
+                )]))
+                .await
+                .status(),
+            200
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let sent = h.graph.wait_for_delivered(1, WAIT).await;
+    settle().await;
+    assert_eq!(h.graph.delivered().len(), 1);
+    assert_eq!(h.llm.requests().len(), 1, "one turn");
+    assert_eq!(
+        sent[0].body["text"]["body"],
+        "رد: السلام عليكم | عندي سؤال | عن الأسعار"
+    );
+}
+
+/// A message arriving while a turn is generating cancels that generation; one reply covers both.
+#[tokio::test]
+async fn a_message_during_generation_supersedes_it() {
+    let h = harness().await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    h.llm.respond_with(move |req| {
+        let reply = Reply::Text(format!("رد: {}", new_user_texts(req).join(" | ")));
+        // The first generation is slow; the message that supersedes it arrives meanwhile.
+        if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+            Reply::Delayed(Duration::from_secs(2), Box::new(reply))
+        } else {
+            reply
+        }
+    });
+    h.app
+        .post_whatsapp(&notification(&[text("g1", "966500000004", "أريد سبيكة")]))
+        .await;
+    // Past the debounce: the first turn is generating now.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the first generation started"
+    );
+    h.app
+        .post_whatsapp(&notification(&[text("g2", "966500000004", "وزن ٥٠ جرام")]))
+        .await;
+    let sent = h.graph.wait_for_delivered(1, WAIT).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        h.graph.delivered().len(),
+        1,
+        "the stale generation sent nothing"
+    );
+    assert_eq!(sent[0].body["text"]["body"], "رد: أريد سبيكة | وزن ٥٠ جرام");
+    assert_eq!(
+        h.app.count("SELECT count(*) FROM ai_conversations").await,
+        1
+    );
+}
+
+/// Graph rate limiting (130429) twice, then success: delivered once after three attempts.
+#[tokio::test]
+async fn rate_limited_sends_are_retried_until_delivered() {
+    let h = harness().await;
+    h.graph.fail_next(400, 130_429, 2);
+    h.app
+        .post_whatsapp(&notification(&[text("r1", "966500000005", "مرحبا")]))
+        .await;
+    h.graph.wait_for_delivered(1, WAIT).await;
+    settle().await;
+    assert_eq!(h.graph.delivered().len(), 1);
+    assert_eq!(h.graph.requests().len(), 3);
+    let (state, attempts): (String, i32) = sqlx::query_as("SELECT state, attempts FROM outbox")
+        .fetch_one(&h.app.test_db.db().admin)
+        .await
+        .unwrap();
+    assert_eq!((state.as_str(), attempts), ("sent", 3));
+}
+
+/// 131047 (window closed) is recorded and not retried.
+#[tokio::test]
+async fn a_closed_window_is_recorded_and_not_retried() {
+    let h = harness().await;
+    h.graph.fail_next(400, 131_047, 1);
+    h.app
+        .post_whatsapp(&notification(&[text("c1", "966500000006", "مرحبا")]))
+        .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while h
+        .app
+        .count("SELECT count(*) FROM outbox WHERE state = 'window_closed'")
+        .await
+        == 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the outbox row was not marked window_closed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    settle().await;
+    assert_eq!(h.graph.requests().len(), 1, "not retried");
+    assert_eq!(h.app.count("SELECT count(*) FROM messages WHERE direction = 'outbound' AND status = 'window_closed'").await, 1);
+}
+
+/// Messages committed while no runtime ran (the process died after the inbound commit) are
+/// answered exactly once when a runtime starts, and not again by a second start.
+#[tokio::test]
+async fn unprocessed_messages_are_answered_once_after_a_restart() {
+    let h = harness().await;
+    // The server's runtime is stopped: the webhook still commits, nothing answers.
+    h.app.runtime.as_ref().unwrap().shutdown().await;
+    h.app
+        .post_whatsapp(&notification(&[text(
+            "x1",
+            "966500000007",
+            "هل أنتم هناك؟",
+        )]))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(h.graph.requests().len(), 0);
+
+    for _ in 0..2 {
+        let runtime = Runtime::start(h.app.runtime_parts()).await.unwrap();
+        h.graph.wait_for_delivered(1, WAIT).await;
+        settle().await;
+        runtime.shutdown().await;
+    }
+    assert_eq!(h.graph.delivered().len(), 1);
+    assert_eq!(h.llm.requests().len(), 1);
+}
+
+/// An outbox row committed by a turn whose process died before sending is sent exactly once by
+/// the next process, and not again by the one after.
+#[tokio::test]
+async fn a_committed_unsent_reply_is_sent_once_after_a_restart() {
+    let h = harness().await;
+    h.app.runtime.as_ref().unwrap().shutdown().await;
+    h.app
+        .post_whatsapp(&notification(&[text("y1", "966500000008", "أرسل العرض")]))
+        .await;
+    // Commit a turn's outcome directly, as a process would just before dying.
+    let conversation: runtime::ConversationId = sqlx::query_scalar("SELECT id FROM conversations")
+        .fetch_one(&h.app.test_db.db().admin)
+        .await
+        .unwrap();
+    let input = runtime::turn::load_input(&h.app.test_db.db().app, h.tenant, conversation)
+        .await
+        .unwrap()
+        .unwrap();
+    let outcome = TurnOutcome {
+        replies: vec!["تفضل العرض".into()],
+        ..TurnOutcome::default()
+    };
+    runtime::turn::apply(&h.app.test_db.db().app, &input, &outcome, |t| {
+        vec![t.to_owned()]
+    })
+    .await
+    .unwrap();
+    assert_eq!(h.graph.requests().len(), 0);
+
+    for _ in 0..2 {
+        let runtime = Runtime::start(h.app.runtime_parts()).await.unwrap();
+        h.graph.wait_for_delivered(1, WAIT).await;
+        settle().await;
+        runtime.shutdown().await;
+    }
+    let delivered = h.graph.delivered();
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(delivered[0].body["text"]["body"], "تفضل العرض");
+    assert_eq!(
+        h.llm.requests().len(),
+        0,
+        "the committed turn was not rerun"
+    );
+}
+
+/// An engine that panics on messages containing "PANIC" the first `panics` times it sees them.
+struct Flaky {
+    inner: Arc<dyn TurnEngine>,
+    panics: usize,
+    seen: AtomicUsize,
+}
+
+impl TurnEngine for Flaky {
+    fn run(
+        &self,
+        input: TurnInput,
+    ) -> Pin<Box<dyn Future<Output = Result<TurnOutcome, TurnError>> + Send>> {
+        if input.new_messages.iter().any(|m| m.text.contains("PANIC"))
+            && self.seen.fetch_add(1, Ordering::SeqCst) < self.panics
+        {
+            panic!("injected failure");
+        }
+        self.inner.run(input)
+    }
+}
+
+fn flaky(panics: usize) -> impl FnOnce(&mut RuntimeParts) + 'static {
+    move |parts| {
+        let (kind, inner) = parts.engines.remove(0);
+        parts.engines.push((
+            kind,
+            Arc::new(Flaky {
+                inner,
+                panics,
+                seen: AtomicUsize::new(0),
+            }),
+        ));
+    }
+}
+
+/// A conversation whose turn crashes once is restarted and answers.
+#[tokio::test]
+async fn a_crashed_conversation_restarts_and_carries_on() {
+    let h = harness_with(flaky(1)).await;
+    h.app
+        .post_whatsapp(&notification(&[text("p1", "966500000009", "PANIC once")]))
+        .await;
+    let sent = h.graph.wait_for_delivered(1, WAIT).await;
+    settle().await;
+    assert_eq!(h.graph.delivered().len(), 1);
+    assert_eq!(sent[0].body["text"]["body"], "رد: PANIC once");
+    assert_eq!(h.app.count("SELECT count(*) FROM dead_letters").await, 0);
+}
+
+/// A message that crashes its conversation three times goes to dead letters, the conversation is
+/// flagged for a human, nothing is sent, and the next message is still answered... by no agent,
+/// since a human now owns it.
+#[tokio::test]
+async fn a_message_that_crashes_three_times_is_dead_lettered() {
+    let h = harness_with(flaky(usize::MAX)).await;
+    h.app
+        .post_whatsapp(&notification(&[text("p2", "966500000010", "PANIC always")]))
+        .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while h.app.count("SELECT count(*) FROM dead_letters").await == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no dead letter");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    settle().await;
+    let (attempts, reason): (i32, String) =
+        sqlx::query_as("SELECT attempts, reason FROM dead_letters")
+            .fetch_one(&h.app.test_db.db().admin)
+            .await
+            .unwrap();
+    assert_eq!(attempts, 3);
+    assert!(reason.contains("crashed"), "{reason}");
+    assert_eq!(
+        h.app
+            .count("SELECT count(*) FROM conversations WHERE needs_human AND status = 'escalated'")
+            .await,
+        1
+    );
+    assert_eq!(h.graph.requests().len(), 0);
+    assert_eq!(
+        h.app
+            .count(
+                "SELECT count(*) FROM messages WHERE direction = 'inbound' AND processed_at IS NULL"
+            )
+            .await,
+        0
+    );
+}
+
+/// An idle conversation actor is passivated (no live actor), and the next message reactivates
+/// it with its history from PostgreSQL.
+#[tokio::test]
+async fn idle_conversations_are_passivated_and_reactivated() {
+    let h = harness_with(|parts| parts.config.idle_timeout = Duration::from_millis(200)).await;
+    let runtime = h.app.runtime.clone().unwrap();
+    h.app
+        .post_whatsapp(&notification(&[text("i1", "966500000011", "أول رسالة")]))
+        .await;
+    h.graph.wait_for_delivered(1, WAIT).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while runtime.live_conversations().await.unwrap() > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never passivated");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    h.app
+        .post_whatsapp(&notification(&[text("i2", "966500000011", "ثاني رسالة")]))
+        .await;
+    let sent = h.graph.wait_for_delivered(2, WAIT).await;
+    assert_eq!(sent[1].body["text"]["body"], "رد: ثاني رسالة");
+    // The reactivated actor's turn saw the earlier exchange as history.
+    let second = &h.llm.requests()[1];
+    let contents: Vec<&str> = second["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["content"].as_str())
+        .collect();
+    assert!(
+        contents.contains(&"أول رسالة") && contents.contains(&"رد: أول رسالة"),
+        "{contents:?}"
+    );
+}

@@ -1,0 +1,31 @@
+-- The conversation runtime's cross-tenant questions. The application role sees one tenant per
+-- transaction; these SECURITY DEFINER functions answer the few questions the runtime must ask
+-- across tenants (what is waiting, what is due), revealing only ids, never content.
+
+-- Conversations with committed inbound messages that no turn has processed yet: redelivered to
+-- their conversation actors on start-up (crash recovery).
+CREATE FUNCTION wasit_pending_conversations() RETURNS TABLE (tenant_id uuid, contact_id uuid, conversation_id uuid, max_seq bigint)
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp
+    AS $$
+        SELECT c.tenant_id, c.contact_id, c.id, max(m.seq)
+        FROM messages m JOIN conversations c ON c.tenant_id = m.tenant_id AND c.id = m.conversation_id
+        WHERE m.direction = 'inbound' AND m.processed_at IS NULL
+        GROUP BY c.tenant_id, c.contact_id, c.id
+    $$;
+REVOKE ALL ON FUNCTION wasit_pending_conversations() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION wasit_pending_conversations() TO wasit_app;
+
+-- Outbox rows due for a send attempt, oldest first.
+CREATE FUNCTION wasit_due_outbox(p_limit integer) RETURNS TABLE (tenant_id uuid, id uuid)
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp
+    AS $$
+        SELECT o.tenant_id, o.id FROM outbox o
+        WHERE o.state = 'pending' AND o.next_attempt_at <= now()
+        ORDER BY o.next_attempt_at
+        LIMIT p_limit
+    $$;
+REVOKE ALL ON FUNCTION wasit_due_outbox(integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION wasit_due_outbox(integer) TO wasit_app;
+
+-- The due index the function above scans, across tenants.
+CREATE INDEX outbox_due_global ON outbox (next_attempt_at) WHERE state = 'pending';

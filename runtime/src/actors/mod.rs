@@ -1,0 +1,90 @@
+//! The actor runtime (ractor). The tree:
+//!
+//! ```text
+//! RootSupervisor
+//! ├── ConversationSupervisor ── ConversationActor{tenant, contact}  (spawned on demand, passivated when idle)
+//! ├── AgentSupervisor ── AgentPool{kind} ── AgentWorker × N          (one pool per agent kind)
+//! └── OutboxDispatcher                                               (sends committed outbox rows)
+//! ```
+//!
+//! Restart policies, written where they are implemented and summarised in
+//! `docs/runtime-semantics.md`:
+//! - RootSupervisor: a failed child is started again; a new ConversationSupervisor re-reads every
+//!   conversation with unprocessed messages from PostgreSQL.
+//! - ConversationSupervisor: a failed conversation actor is started again and reruns its turn from
+//!   PostgreSQL; the third failure in a row dead-letters the conversation's unprocessed messages
+//!   and flags it for a human.
+//! - AgentSupervisor / AgentPool: a failed worker is replaced; its caller sees the failure.
+//!
+//! [`Runtime`] is the handle the rest of the program uses: deliver new messages, wake the outbox,
+//! shut down.
+
+mod agents;
+mod conversation;
+mod conversations;
+mod outbox;
+mod root;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use agents::AgentsHandle;
+pub use root::Runtime;
+
+use crate::outbox::{OutboxConfig, Senders};
+use crate::turn::{Splitter, TurnEngine};
+
+/// Tunables of the conversation runtime.
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// A burst of messages within this window is answered in one turn.
+    pub debounce: Duration,
+    /// A conversation actor idle this long is stopped; its state is in PostgreSQL.
+    pub idle_timeout: Duration,
+    /// Failures (crashes or failed turns) in a row before a conversation's messages are
+    /// dead-lettered and a human is asked to look.
+    pub max_failures: u32,
+    /// Pause before retrying a turn that failed for a temporary reason.
+    pub retry_delay: Duration,
+    /// Workers per agent kind.
+    pub workers_per_agent: usize,
+    pub outbox: OutboxConfig,
+    /// Splits replies for the channel's length limit.
+    pub split: Splitter,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            debounce: Duration::from_millis(300),
+            idle_timeout: Duration::from_secs(120),
+            max_failures: 3,
+            retry_delay: Duration::from_secs(2),
+            workers_per_agent: 16,
+            outbox: OutboxConfig::default(),
+            split: |text| vec![text.to_owned()],
+        }
+    }
+}
+
+/// What the runtime is built from.
+pub struct RuntimeParts {
+    pub pool: sqlx::PgPool,
+    pub config: RuntimeConfig,
+    /// One engine per agent kind, by kind id (`sales`, …).
+    pub engines: Vec<(String, Arc<dyn TurnEngine>)>,
+    pub senders: Senders,
+}
+
+impl std::fmt::Debug for RuntimeParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeParts")
+            .field("config", &self.config)
+            .field(
+                "engines",
+                &self.engines.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .field("senders", &self.senders)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,279 @@
+//! RootSupervisor and the [`Runtime`] handle.
+//!
+//! Restart policy: every child of the root (the conversation supervisor, the agent supervisor, the
+//! outbox dispatcher) that stops or fails is started again. A new conversation supervisor starts
+//! empty, so the root then redelivers every conversation with unprocessed messages from
+//! PostgreSQL — the same recovery that runs at start-up.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+use sqlx::PgPool;
+
+use super::agents::{AgentSupervisor, AgentSupervisorArgs, AgentsHandle};
+use super::conversations::{ConversationKey, ConversationSupervisor, SupervisorMsg};
+use super::outbox::{DispatcherMsg, OutboxDispatcher};
+use super::{RuntimeConfig, RuntimeParts};
+use crate::error::{Error, Result};
+use crate::inbox::Accepted;
+use crate::outbox::Senders;
+use crate::turn::TurnEngine;
+
+/// What every actor of the runtime shares.
+pub struct Shared {
+    pub pool: PgPool,
+    pub config: RuntimeConfig,
+    pub agents: AgentsHandle,
+    conversations: RwLock<Option<ActorRef<SupervisorMsg>>>,
+    outbox: RwLock<Option<ActorRef<DispatcherMsg>>>,
+}
+
+impl Shared {
+    pub fn wake_outbox(&self) {
+        if let Some(outbox) = self.outbox.read().expect("outbox ref lock").as_ref() {
+            let _ = outbox.cast(DispatcherMsg::Wake);
+        }
+    }
+
+    fn conversations(&self) -> Option<ActorRef<SupervisorMsg>> {
+        self.conversations
+            .read()
+            .expect("conversations ref lock")
+            .clone()
+    }
+}
+
+/// Redelivers every conversation that has committed but unprocessed inbound messages.
+async fn recover(shared: &Shared) -> Result<usize> {
+    let pending: Vec<(
+        crate::TenantId,
+        crate::ContactId,
+        crate::ConversationId,
+        i64,
+    )> = sqlx::query_as(
+        "SELECT tenant_id, contact_id, conversation_id, max_seq FROM wasit_pending_conversations()",
+    )
+    .fetch_all(&shared.pool)
+    .await?;
+    let supervisor = shared
+        .conversations()
+        .ok_or_else(|| Error::Unavailable("the runtime is not running".into()))?;
+    for &(tenant, contact, conversation, seq) in &pending {
+        let _ = supervisor.cast(SupervisorMsg::Deliver {
+            key: ConversationKey {
+                tenant,
+                contact,
+                conversation,
+            },
+            seq,
+        });
+    }
+    Ok(pending.len())
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Child {
+    Conversations,
+    Agents,
+    Outbox,
+}
+
+pub struct RootSupervisor;
+
+pub struct RootState {
+    shared: Arc<Shared>,
+    senders: Senders,
+    engines: Vec<(String, Arc<dyn TurnEngine>)>,
+    children: HashMap<ActorId, Child>,
+}
+
+impl Actor for RootSupervisor {
+    type Msg = ();
+    type State = RootState;
+    type Arguments = (Arc<Shared>, Senders, Vec<(String, Arc<dyn TurnEngine>)>);
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<()>,
+        (shared, senders, engines): Self::Arguments,
+    ) -> Result<RootState, ActorProcessingErr> {
+        let mut state = RootState {
+            shared,
+            senders,
+            engines,
+            children: HashMap::new(),
+        };
+        for child in [Child::Agents, Child::Conversations, Child::Outbox] {
+            start_child(&myself, &mut state, child).await?;
+        }
+        Ok(state)
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<()>,
+        event: SupervisionEvent,
+        state: &mut RootState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let SupervisionEvent::ActorFailed(cell, _) | SupervisionEvent::ActorTerminated(cell, ..) =
+            &event
+            && let Some(child) = state.children.remove(&cell.get_id())
+        {
+            tracing::error!(?child, "runtime supervisor stopped; starting it again");
+            start_child(&myself, state, child).await?;
+            if matches!(child, Child::Conversations) {
+                let shared = state.shared.clone();
+                tokio::spawn(async move {
+                    match recover(&shared).await {
+                        Ok(n) => tracing::info!(
+                            conversations = n,
+                            "redelivered after a supervisor restart"
+                        ),
+                        Err(e) => {
+                            tracing::error!(error = %e, "redelivery after a supervisor restart failed");
+                        }
+                    }
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn start_child(
+    myself: &ActorRef<()>,
+    state: &mut RootState,
+    child: Child,
+) -> Result<(), ActorProcessingErr> {
+    let id = match child {
+        Child::Conversations => {
+            let (actor, _) = ConversationSupervisor::spawn_linked(
+                None,
+                ConversationSupervisor,
+                state.shared.clone(),
+                myself.get_cell(),
+            )
+            .await?;
+            *state
+                .shared
+                .conversations
+                .write()
+                .expect("conversations ref lock") = Some(actor.clone());
+            actor.get_id()
+        }
+        Child::Agents => {
+            let args = AgentSupervisorArgs {
+                engines: state.engines.clone(),
+                workers: state.shared.config.workers_per_agent,
+                handle: state.shared.agents.clone(),
+            };
+            let (actor, _) =
+                AgentSupervisor::spawn_linked(None, AgentSupervisor, args, myself.get_cell())
+                    .await?;
+            actor.get_id()
+        }
+        Child::Outbox => {
+            let (actor, _) = OutboxDispatcher::spawn_linked(
+                None,
+                OutboxDispatcher,
+                (state.shared.clone(), state.senders.clone()),
+                myself.get_cell(),
+            )
+            .await?;
+            *state.shared.outbox.write().expect("outbox ref lock") = Some(actor.clone());
+            actor.get_id()
+        }
+    };
+    state.children.insert(id, child);
+    Ok(())
+}
+
+/// The running conversation runtime.
+pub struct Runtime {
+    root: ActorRef<()>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// Starts the actor tree, then redelivers whatever a previous process left unprocessed (its
+    /// unsent outbox rows are due at once, and the dispatcher's first sweep sends them).
+    pub async fn start(parts: RuntimeParts) -> Result<Self> {
+        let shared = Arc::new(Shared {
+            pool: parts.pool,
+            config: parts.config,
+            agents: AgentsHandle::default(),
+            conversations: RwLock::new(None),
+            outbox: RwLock::new(None),
+        });
+        let (root, _) = Actor::spawn(
+            None,
+            RootSupervisor,
+            (shared.clone(), parts.senders, parts.engines),
+        )
+        .await
+        .map_err(|e| Error::Unavailable(format!("the actor runtime did not start: {e}")))?;
+        let runtime = Self { root, shared };
+        let recovered = recover(&runtime.shared).await?;
+        if recovered > 0 {
+            tracing::info!(
+                conversations = recovered,
+                "redelivered unprocessed messages from before the restart"
+            );
+        }
+        Ok(runtime)
+    }
+
+    /// Hands newly committed messages to their conversations.
+    pub fn deliver(&self, accepted: &[Accepted]) {
+        let Some(supervisor) = self.shared.conversations() else {
+            return;
+        };
+        for a in accepted {
+            let key = ConversationKey {
+                tenant: a.tenant,
+                contact: a.contact,
+                conversation: a.conversation,
+            };
+            if supervisor
+                .cast(SupervisorMsg::Deliver { key, seq: a.seq })
+                .is_err()
+            {
+                // The supervisor is restarting; its recovery will find the message in PostgreSQL.
+                tracing::warn!(conversation = %a.conversation, "delivery deferred to recovery");
+            }
+        }
+    }
+
+    /// Wakes the outbox dispatcher.
+    pub fn wake_outbox(&self) {
+        self.shared.wake_outbox();
+    }
+
+    /// How many conversation actors are live (not passivated).
+    pub async fn live_conversations(&self) -> Result<usize> {
+        let supervisor = self
+            .shared
+            .conversations()
+            .ok_or_else(|| Error::Unavailable("the runtime is not running".into()))?;
+        ractor::call_t!(supervisor, SupervisorMsg::LiveCount, 5_000).map_err(|e| {
+            Error::Unavailable(format!("the conversation supervisor did not answer: {e}"))
+        })
+    }
+
+    /// Stops the actor tree. Turns that are committing finish or roll back as a whole; anything
+    /// not committed is found again by the next start.
+    pub async fn shutdown(&self) {
+        self.root.stop(Some("shutdown".into()));
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.root.wait(None)).await;
+    }
+}

@@ -1,0 +1,348 @@
+//! The outbox: every message to a provider is a row committed with the turn that produced it, and
+//! is sent from here at least once. A row is claimed with a lease (so one sender at a time, and a
+//! crashed sender's rows come back), sent through the channel's [`ChannelSender`], and its result
+//! recorded: sent (with the provider's id), retried later with backoff and jitter, closed (the
+//! 24-hour window), or failed.
+//!
+//! The Graph API has no idempotency key, so a process that dies between a provider's acceptance
+//! and the recording of it sends that row again after the lease: at least once. Everything else is
+//! exactly once per idempotency key (`UNIQUE (tenant_id, idempotency_key)`).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use sqlx::PgPool;
+
+use crate::db::begin_tenant;
+use crate::error::Result;
+use crate::ids::{MessageId, TenantId};
+use crate::inbox::{Channel, apply_statuses};
+
+/// A channel account as a sender needs it.
+#[derive(Debug, Clone)]
+pub struct ChannelAccount {
+    pub id: uuid::Uuid,
+    /// WhatsApp `phone_number_id`, SMS number, email address.
+    pub address: String,
+    /// Provider credentials (access token, account sid, …).
+    pub credentials: Value,
+}
+
+/// Why a send failed, as far as the outbox is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendFailure {
+    Retryable {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// Outside the 24-hour window: only a template may be sent now.
+    WindowClosed {
+        message: String,
+    },
+    Permanent {
+        message: String,
+    },
+}
+
+pub type SendFuture =
+    Pin<Box<dyn Future<Output = std::result::Result<String, SendFailure>> + Send>>;
+
+/// Sends one outbox payload on one channel; returns the provider's message id.
+pub trait ChannelSender: Send + Sync + 'static {
+    fn channel(&self) -> Channel;
+    fn send(&self, account: ChannelAccount, payload: Value, idempotency_key: String) -> SendFuture;
+}
+
+/// The senders of every configured channel.
+#[derive(Clone, Default)]
+pub struct Senders(HashMap<&'static str, Arc<dyn ChannelSender>>);
+
+impl std::fmt::Debug for Senders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
+}
+
+impl Senders {
+    pub fn with(mut self, sender: Arc<dyn ChannelSender>) -> Self {
+        self.0.insert(sender.channel().as_str(), sender);
+        self
+    }
+
+    fn get(&self, channel: &str) -> Option<&Arc<dyn ChannelSender>> {
+        self.0.get(channel)
+    }
+}
+
+/// Retry and batching policy.
+#[derive(Debug, Clone)]
+pub struct OutboxConfig {
+    /// How long a claimed row is reserved for its sender.
+    pub lease: Duration,
+    pub max_attempts: i32,
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Rows sent at once.
+    pub concurrency: usize,
+    /// How often the dispatcher looks for due rows without being woken.
+    pub poll_interval: Duration,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(60),
+            max_attempts: 12,
+            base_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+            concurrency: 32,
+            poll_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Exponential backoff with ±20 % jitter; a provider's `Retry-After` wins when longer.
+pub fn backoff(config: &OutboxConfig, attempts: i32, retry_after: Option<Duration>) -> Duration {
+    let exp = config
+        .base_backoff
+        .saturating_mul(1u32 << attempts.clamp(1, 20).saturating_sub(1));
+    let capped = exp.min(config.max_backoff);
+    let mut byte = [0u8; 1];
+    getrandom::fill(&mut byte).unwrap_or_default();
+    let jitter = 0.8 + 0.4 * f64::from(byte[0]) / 255.0;
+    let jittered = capped.mul_f64(jitter);
+    retry_after.map_or(jittered, |r| jittered.max(r))
+}
+
+/// What a sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepStats {
+    pub sent: usize,
+    pub retried: usize,
+    pub failed: usize,
+}
+
+/// Sends every row that is due now, `config.concurrency` at a time.
+pub async fn sweep(pool: &PgPool, senders: &Senders, config: &OutboxConfig) -> Result<SweepStats> {
+    let mut stats = SweepStats::default();
+    loop {
+        let due: Vec<(TenantId, uuid::Uuid)> =
+            sqlx::query_as("SELECT tenant_id, id FROM wasit_due_outbox($1)")
+                .bind(i32::try_from(config.concurrency * 4).unwrap_or(128))
+                .fetch_all(pool)
+                .await?;
+        if due.is_empty() {
+            return Ok(stats);
+        }
+        let limit = Arc::new(tokio::sync::Semaphore::new(config.concurrency));
+        let mut tasks = tokio::task::JoinSet::new();
+        for (tenant, id) in due {
+            let (pool, senders, config, limit) =
+                (pool.clone(), senders.clone(), config.clone(), limit.clone());
+            tasks.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                send_one(&pool, &senders, &config, tenant, id).await
+            });
+        }
+        let mut progressed = false;
+        while let Some(result) = tasks.join_next().await {
+            match result {
+                Ok(Ok(Some(Outcome::Sent))) => {
+                    stats.sent += 1;
+                    progressed = true;
+                }
+                Ok(Ok(Some(Outcome::Retry))) => stats.retried += 1,
+                Ok(Ok(Some(Outcome::Failed))) => {
+                    stats.failed += 1;
+                    progressed = true;
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "outbox send could not be recorded"),
+                Err(e) => tracing::error!(error = %e, "outbox send task failed"),
+            }
+        }
+        // Rows that were only rescheduled are not due again now: stop rather than spin.
+        if !progressed {
+            return Ok(stats);
+        }
+    }
+}
+
+enum Outcome {
+    Sent,
+    Retry,
+    Failed,
+}
+
+async fn send_one(
+    pool: &PgPool,
+    senders: &Senders,
+    config: &OutboxConfig,
+    tenant: TenantId,
+    id: uuid::Uuid,
+) -> Result<Option<Outcome>> {
+    // Claim: one sender at a time, for the length of the lease.
+    let mut tx = begin_tenant(pool, tenant).await?;
+    let claimed: Option<(String, Value, i32, Option<MessageId>, String)> = sqlx::query_as(
+        "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = now() + make_interval(secs => $2)
+         WHERE tenant_id = wasit_current_tenant() AND id = $1 AND state = 'pending' AND next_attempt_at <= now()
+         RETURNING channel, payload, attempts, message_id, idempotency_key",
+    )
+    .bind(id)
+    .bind(config.lease.as_secs_f64())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((channel, payload, attempts, message, key)) = claimed else {
+        return Ok(None);
+    };
+    let account_id: Option<uuid::Uuid> = payload
+        .get("channel_account_id")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok());
+    let account: Option<(uuid::Uuid, String, Value)> = sqlx::query_as(
+        "SELECT id, address, credentials FROM channel_accounts
+         WHERE tenant_id = wasit_current_tenant() AND channel = $1 AND ($2::uuid IS NULL OR id = $2)
+         ORDER BY created_at LIMIT 1",
+    )
+    .bind(&channel)
+    .bind(account_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+
+    let result = match (senders.get(&channel), account) {
+        (None, _) => Err(SendFailure::Retryable {
+            message: format!("no sender for the {channel} channel is configured"),
+            retry_after: None,
+        }),
+        (_, None) => Err(SendFailure::Permanent {
+            message: format!("the tenant has no {channel} account"),
+        }),
+        (Some(sender), Some((id, address, credentials))) => {
+            sender
+                .send(
+                    ChannelAccount {
+                        id,
+                        address,
+                        credentials,
+                    },
+                    payload,
+                    key.clone(),
+                )
+                .await
+        }
+    };
+
+    let mut tx = begin_tenant(pool, tenant).await?;
+    let outcome = match result {
+        Ok(provider_id) => {
+            sqlx::query(
+                "UPDATE outbox SET state = 'sent', provider_message_id = $2, sent_at = now(), last_error = NULL
+                 WHERE tenant_id = wasit_current_tenant() AND id = $1",
+            )
+            .bind(id)
+            .bind(&provider_id)
+            .execute(&mut *tx)
+            .await?;
+            if let Some(message) = message {
+                sqlx::query(
+                    "UPDATE messages SET provider_message_id = $2,
+                         status = CASE WHEN coalesce(wasit_status_rank(status), 0) < 1 THEN 'sent' ELSE status END
+                     WHERE tenant_id = wasit_current_tenant() AND id = $1",
+                )
+                .bind(message)
+                .bind(&provider_id)
+                .execute(&mut *tx)
+                .await?;
+                let channel = match channel.as_str() {
+                    "sms" => Channel::Sms,
+                    "email" => Channel::Email,
+                    _ => Channel::Whatsapp,
+                };
+                // Statuses that overtook this answer are applied now.
+                apply_statuses(&mut tx, channel, &provider_id).await?;
+            }
+            tracing::debug!(%tenant, outbox = %id, key, "sent");
+            Outcome::Sent
+        }
+        Err(SendFailure::Retryable {
+            message: reason,
+            retry_after,
+        }) if attempts < config.max_attempts => {
+            let delay = backoff(config, attempts, retry_after);
+            sqlx::query(
+                "UPDATE outbox SET next_attempt_at = now() + make_interval(secs => $2), last_error = $3
+                 WHERE tenant_id = wasit_current_tenant() AND id = $1",
+            )
+            .bind(id)
+            .bind(delay.as_secs_f64())
+            .bind(&reason)
+            .execute(&mut *tx)
+            .await?;
+            tracing::info!(%tenant, outbox = %id, attempts, ?delay, reason, "send will be retried");
+            Outcome::Retry
+        }
+        Err(failure) => {
+            let (state, reason) = match failure {
+                SendFailure::WindowClosed { message } => ("window_closed", message),
+                SendFailure::Permanent { message } => ("failed", message),
+                SendFailure::Retryable { message, .. } => (
+                    "failed",
+                    format!("gave up after {attempts} attempts: {message}"),
+                ),
+            };
+            sqlx::query("UPDATE outbox SET state = $2, last_error = $3 WHERE tenant_id = wasit_current_tenant() AND id = $1")
+                .bind(id)
+                .bind(state)
+                .bind(&reason)
+                .execute(&mut *tx)
+                .await?;
+            if let Some(message) = message {
+                sqlx::query(
+                    "UPDATE messages SET status = $2, error = jsonb_build_object('reason', $3::text)
+                     WHERE tenant_id = wasit_current_tenant() AND id = $1",
+                )
+                .bind(message)
+                .bind(state)
+                .bind(&reason)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tracing::warn!(%tenant, outbox = %id, state, reason, "send gave up");
+            Outcome::Failed
+        }
+    };
+    tx.commit().await?;
+    Ok(Some(outcome))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_jittered_and_honours_retry_after() {
+        let config = OutboxConfig {
+            base_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+            ..Default::default()
+        };
+        let first = backoff(&config, 1, None);
+        assert!(
+            first >= Duration::from_millis(800) && first <= Duration::from_millis(1200),
+            "{first:?}"
+        );
+        let fourth = backoff(&config, 4, None);
+        assert!(
+            fourth >= Duration::from_millis(6400) && fourth <= Duration::from_millis(9600),
+            "{fourth:?}"
+        );
+        let capped = backoff(&config, 30, None);
+        assert!(capped <= Duration::from_secs(72), "{capped:?}");
+        assert!(backoff(&config, 1, Some(Duration::from_secs(30))) >= Duration::from_secs(30));
+    }
+}

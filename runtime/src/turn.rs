@@ -1,0 +1,435 @@
+//! A turn: the unit of work of a conversation. Its input is loaded from PostgreSQL, an agent
+//! (a [`TurnEngine`], implemented in the `agents` crate) produces an outcome, and [`apply`]
+//! commits the whole outcome in one transaction: outbound messages with their outbox rows, state
+//! changes, the audit row, and the inbound messages marked processed.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+use crate::db::begin_tenant;
+use crate::error::{Error, Result};
+use crate::ids::{ContactId, ConversationId, MessageId, TenantId};
+
+/// How many earlier messages a turn shows the agent.
+pub const HISTORY_LIMIT: i64 = 30;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantInfo {
+    pub id: TenantId,
+    pub slug: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ContactInfo {
+    pub id: ContactId,
+    pub name: Option<String>,
+    pub locale: Option<String>,
+}
+
+/// Who said something in the history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Speaker {
+    Contact,
+    Agent,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryItem {
+    pub role: Speaker,
+    pub text: String,
+}
+
+/// A message the turn answers.
+#[derive(Debug, Clone, Serialize)]
+pub struct TurnMessage {
+    pub id: MessageId,
+    pub seq: i64,
+    pub kind: String,
+    pub text: String,
+}
+
+/// Everything an agent needs for one turn. The tenant and contact come from here, never from
+/// model output.
+#[derive(Debug, Clone, Serialize)]
+pub struct TurnInput {
+    pub tenant: TenantInfo,
+    pub contact: ContactInfo,
+    pub conversation: ConversationId,
+    pub agent: String,
+    /// Earlier messages, oldest first, not including `new_messages`.
+    pub history: Vec<HistoryItem>,
+    /// The unprocessed inbound messages, in arrival order.
+    pub new_messages: Vec<TurnMessage>,
+}
+
+/// State changes a turn asks for, applied in the turn's transaction.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum TurnAction {
+    /// Hand the conversation to a human; no agent answers until a rep hands it back.
+    Escalate { reason: String },
+    /// Another agent takes the next turns.
+    Handoff { to_agent: String, reason: String },
+}
+
+/// The audit of one turn, as stored in `ai_conversations`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TurnAudit {
+    pub agent: String,
+    pub prompt_version: String,
+    pub model: String,
+    pub tokens_in: u32,
+    pub tokens_out: u32,
+    pub latency_ms: u32,
+    /// Each tool call with its arguments and result.
+    pub tool_calls: Value,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TurnOutcome {
+    /// Texts to send to the contact, in order.
+    pub replies: Vec<String>,
+    pub actions: Vec<TurnAction>,
+    pub audit: TurnAudit,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TurnError {
+    /// Worth retrying later (the model timed out, was rate limited, was down).
+    #[error("temporary: {0}")]
+    Temporary(String),
+    /// Retrying the same input will fail the same way.
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+/// Produces a turn's outcome. Implemented by the agents; must be cancel-safe (a superseded
+/// generation is dropped mid-flight) and have no side effects outside the returned outcome.
+pub trait TurnEngine: Send + Sync + 'static {
+    fn run(
+        &self,
+        input: TurnInput,
+    ) -> Pin<Box<dyn Future<Output = std::result::Result<TurnOutcome, TurnError>> + Send>>;
+}
+
+/// Why a turn had nothing to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// No unprocessed inbound messages.
+    NothingNew,
+}
+
+/// Loads a turn's input: the conversation's unprocessed inbound messages and recent history.
+/// `Err(Skip)` inside `Ok` when there is nothing to answer.
+pub async fn load_input(
+    pool: &PgPool,
+    tenant: TenantId,
+    conversation: ConversationId,
+) -> Result<std::result::Result<TurnInput, Skip>> {
+    let mut tx = begin_tenant(pool, tenant).await?;
+    let (slug, name): (String, String) =
+        sqlx::query_as("SELECT slug, name FROM tenants WHERE id = wasit_current_tenant()")
+            .fetch_one(&mut *tx)
+            .await?;
+    let (contact_id, contact_name, locale, agent): (
+        ContactId,
+        Option<String>,
+        Option<String>,
+        String,
+    ) = sqlx::query_as(
+        "SELECT c.id, c.display_name, c.locale, v.active_agent
+         FROM conversations v JOIN contacts c ON c.tenant_id = v.tenant_id AND c.id = v.contact_id
+         WHERE v.tenant_id = wasit_current_tenant() AND v.id = $1",
+    )
+    .bind(conversation)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(Error::NotFound("conversation"))?;
+    let new_rows: Vec<(MessageId, i64, String, Option<String>)> = sqlx::query_as(
+        "SELECT id, seq, kind, body FROM messages
+         WHERE tenant_id = wasit_current_tenant() AND conversation_id = $1
+           AND direction = 'inbound' AND processed_at IS NULL
+         ORDER BY seq",
+    )
+    .bind(conversation)
+    .fetch_all(&mut *tx)
+    .await?;
+    if new_rows.is_empty() {
+        return Ok(Err(Skip::NothingNew));
+    }
+    let first_new = new_rows[0].1;
+    let mut history: Vec<(String, Option<String>, String)> = sqlx::query_as(
+        "SELECT direction, body, kind FROM messages
+         WHERE tenant_id = wasit_current_tenant() AND conversation_id = $1 AND seq < $2
+           AND (direction = 'outbound' OR processed_at IS NOT NULL)
+         ORDER BY seq DESC LIMIT $3",
+    )
+    .bind(conversation)
+    .bind(first_new)
+    .bind(HISTORY_LIMIT)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    history.reverse();
+    Ok(Ok(TurnInput {
+        tenant: TenantInfo {
+            id: tenant,
+            slug,
+            name,
+        },
+        contact: ContactInfo {
+            id: contact_id,
+            name: contact_name,
+            locale,
+        },
+        conversation,
+        agent,
+        history: history
+            .into_iter()
+            .map(|(direction, body, kind)| HistoryItem {
+                role: if direction == "inbound" {
+                    Speaker::Contact
+                } else {
+                    Speaker::Agent
+                },
+                text: body.unwrap_or_else(|| format!("[{kind}]")),
+            })
+            .collect(),
+        new_messages: new_rows
+            .into_iter()
+            .map(|(id, seq, kind, body)| TurnMessage {
+                id,
+                seq,
+                text: body.unwrap_or_else(|| format!("[{kind}]")),
+                kind,
+            })
+            .collect(),
+    }))
+}
+
+/// What [`apply`] committed.
+#[derive(Debug, Clone, Default)]
+pub struct Applied {
+    pub turn_seq: i64,
+    pub outbound: usize,
+    /// The reply was not sent because a human owns the conversation (or it was escalated).
+    pub suppressed: bool,
+}
+
+/// Splits a reply for a channel's length limit, in characters.
+pub type Splitter = fn(&str) -> Vec<String>;
+
+/// Commits a turn's outcome in one transaction. `answered` are the inbound messages the turn
+/// saw; only they are marked processed, so anything that arrived since gets a turn of its own.
+pub async fn apply(
+    pool: &PgPool,
+    input: &TurnInput,
+    outcome: &TurnOutcome,
+    split: Splitter,
+) -> Result<Applied> {
+    let mut tx = begin_tenant(pool, input.tenant.id).await?;
+    // The row lock serialises turns of one conversation even across nodes.
+    let (turn_seq, owner, status, channel, account): (
+        i64,
+        Option<uuid::Uuid>,
+        String,
+        String,
+        Option<uuid::Uuid>,
+    ) = sqlx::query_as(
+        "UPDATE conversations SET turn_seq = turn_seq + 1, updated_at = now()
+         WHERE tenant_id = wasit_current_tenant() AND id = $1
+         RETURNING turn_seq, owner_user_id, status, channel, channel_account_id",
+    )
+    .bind(input.conversation)
+    .fetch_one(&mut *tx)
+    .await?;
+    let answered: Vec<MessageId> = input.new_messages.iter().map(|m| m.id).collect();
+    let marked = sqlx::query(
+        "UPDATE messages SET processed_at = now()
+         WHERE tenant_id = wasit_current_tenant() AND id = ANY($1) AND processed_at IS NULL",
+    )
+    .bind(&answered)
+    .execute(&mut *tx)
+    .await?;
+    if marked.rows_affected() == 0 {
+        // Another turn (another node, a recovered rerun) answered these already.
+        return Err(Error::Conflict(
+            "these messages were answered by another turn".into(),
+        ));
+    }
+
+    // While a human owns the conversation (or it waits for one), no agent sends anything.
+    let suppressed = owner.is_some() || status == "escalated";
+    let mut outbound = 0;
+    if !suppressed {
+        let recipient = recipient(&mut tx, input.contact.id, &channel).await?;
+        let reply_to: Option<String> = sqlx::query_scalar(
+            "SELECT provider_message_id FROM messages WHERE tenant_id = wasit_current_tenant() AND id = $1",
+        )
+        .bind(answered.last())
+        .fetch_optional(&mut *tx)
+        .await?
+        .flatten();
+        let parts = outcome
+            .replies
+            .iter()
+            .flat_map(|r| split(r))
+            .filter(|p| !p.trim().is_empty());
+        for (i, part) in parts.enumerate() {
+            let key = format!("{}:{turn_seq}:{i}", input.conversation);
+            let message: MessageId = sqlx::query_scalar(
+                "INSERT INTO messages (tenant_id, conversation_id, direction, channel, kind, body, status, processed_at)
+                 VALUES (wasit_current_tenant(), $1, 'outbound', $2, 'text', $3, 'queued', now()) RETURNING id",
+            )
+            .bind(input.conversation)
+            .bind(&channel)
+            .bind(&part)
+            .fetch_one(&mut *tx)
+            .await?;
+            let payload = json!({
+                "type": "text",
+                "to": recipient,
+                "body": part,
+                "channel_account_id": account,
+                "reply_to": if i == 0 { reply_to.clone() } else { None },
+            });
+            sqlx::query(
+                "INSERT INTO outbox (tenant_id, message_id, channel, idempotency_key, payload)
+                 VALUES (wasit_current_tenant(), $1, $2, $3, $4)
+                 ON CONFLICT (tenant_id, idempotency_key) DO NOTHING",
+            )
+            .bind(message)
+            .bind(&channel)
+            .bind(&key)
+            .bind(&payload)
+            .execute(&mut *tx)
+            .await?;
+            outbound += 1;
+        }
+    }
+    for action in &outcome.actions {
+        match action {
+            TurnAction::Escalate { reason } => {
+                sqlx::query(
+                    "UPDATE conversations SET status = 'escalated', needs_human = true, updated_at = now()
+                     WHERE tenant_id = wasit_current_tenant() AND id = $1",
+                )
+                .bind(input.conversation)
+                .execute(&mut *tx)
+                .await?;
+                tracing::info!(conversation = %input.conversation, reason, "conversation escalated to a human");
+            }
+            TurnAction::Handoff { to_agent, .. } => {
+                sqlx::query("UPDATE conversations SET active_agent = $2 WHERE tenant_id = wasit_current_tenant() AND id = $1")
+                    .bind(input.conversation)
+                    .bind(to_agent)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+    }
+    let a = &outcome.audit;
+    sqlx::query(
+        "INSERT INTO ai_conversations (tenant_id, conversation_id, turn_seq, agent, prompt_version, model,
+                                       tokens_in, tokens_out, latency_ms, tool_calls, outcome)
+         VALUES (wasit_current_tenant(), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(input.conversation)
+    .bind(turn_seq)
+    .bind(&a.agent)
+    .bind(&a.prompt_version)
+    .bind(&a.model)
+    .bind(i32::try_from(a.tokens_in).unwrap_or(i32::MAX))
+    .bind(i32::try_from(a.tokens_out).unwrap_or(i32::MAX))
+    .bind(i32::try_from(a.latency_ms).unwrap_or(i32::MAX))
+    .bind(&a.tool_calls)
+    .bind(json!({
+        "replies": outcome.replies.len(),
+        "outbound_messages": outbound,
+        "suppressed": suppressed,
+        "actions": outcome.actions,
+        "answered": answered,
+    }))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Applied {
+        turn_seq,
+        outbound,
+        suppressed,
+    })
+}
+
+/// Where replies go: for WhatsApp the phone's digits, else the BSUID; for SMS the phone; for
+/// email the address.
+async fn recipient(
+    tx: &mut crate::db::TenantTx,
+    contact: ContactId,
+    channel: &str,
+) -> Result<String> {
+    let kinds: &[&str] = match channel {
+        "whatsapp" => &["phone", "whatsapp_bsuid"],
+        "sms" => &["phone"],
+        _ => &["email"],
+    };
+    let found: Option<(String, String)> = sqlx::query_as(
+        "SELECT kind, value FROM contact_identities
+         WHERE tenant_id = wasit_current_tenant() AND contact_id = $1 AND kind = ANY($2)
+         ORDER BY array_position($2, kind) LIMIT 1",
+    )
+    .bind(contact)
+    .bind(kinds)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let (kind, value) =
+        found.ok_or_else(|| Error::Invalid(format!("the contact has no {channel} identity")))?;
+    Ok(if kind == "phone" && channel == "whatsapp" {
+        value.trim_start_matches('+').to_owned()
+    } else {
+        value
+    })
+}
+
+/// Records a message that could not be processed (it crashed its conversation repeatedly, or the
+/// agent kept failing): a dead letter, the message marked processed so it does not block the
+/// conversation, and the conversation flagged for a human.
+pub async fn dead_letter(
+    pool: &PgPool,
+    tenant: TenantId,
+    conversation: ConversationId,
+    reason: &str,
+    attempts: i32,
+) -> Result<usize> {
+    let mut tx = begin_tenant(pool, tenant).await?;
+    let rows = sqlx::query(
+        "WITH stuck AS (
+             UPDATE messages SET processed_at = now()
+             WHERE tenant_id = wasit_current_tenant() AND conversation_id = $1
+               AND direction = 'inbound' AND processed_at IS NULL
+             RETURNING id, seq, body, kind)
+         INSERT INTO dead_letters (tenant_id, conversation_id, message_id, source, reason, attempts, payload)
+         SELECT wasit_current_tenant(), $1, id, 'conversation', $2, $3, jsonb_build_object('seq', seq, 'kind', kind, 'body', body)
+         FROM stuck",
+    )
+    .bind(conversation)
+    .bind(reason)
+    .bind(attempts)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    sqlx::query(
+        "UPDATE conversations SET needs_human = true, status = 'escalated', updated_at = now()
+         WHERE tenant_id = wasit_current_tenant() AND id = $1",
+    )
+    .bind(conversation)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(usize::try_from(rows).unwrap_or(0))
+}
