@@ -334,7 +334,8 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
                 "WHATSAPP_APP_SECRET or WHATSAPP_VERIFY_TOKEN is unset: the WhatsApp webhook answers 503"
             );
         }
-        let parts = crate::wiring::runtime_parts(settings, db.app.clone())?;
+        // The runtime gets a pool of its own: a busy runtime never delays a webhook's answer.
+        let parts = crate::wiring::runtime_parts(settings, db.app_pool(24))?;
         let runtime = std::sync::Arc::new(
             runtime::actors::Runtime::start(parts).await.context("cannot start the conversation runtime")?,
         );

@@ -272,7 +272,9 @@ async fn insert_unroutable(pool: &PgPool, u: &Unroutable) -> Result<()> {
     Ok(())
 }
 
-/// Inserts one inbound message; `None` when it was stored before.
+/// Inserts one inbound message; `None` when it was stored before. One round trip in the common
+/// case (`wasit_store_inbound`); when the sender's identities belong to several contacts, they are
+/// merged first and the insert is tried again.
 async fn store_message(
     tx: &mut TenantTx,
     tenant: TenantId,
@@ -280,120 +282,72 @@ async fn store_message(
     account: Option<uuid::Uuid>,
     m: &InboundMessage,
 ) -> Result<Option<Accepted>> {
-    let contact = upsert_contact(tx, &m.from).await?;
-    let conversation: ConversationId = sqlx::query_scalar(
-        "INSERT INTO conversations (tenant_id, contact_id, channel, channel_account_id, last_inbound_at)
-         VALUES (wasit_current_tenant(), $1, $2, $3, now())
-         ON CONFLICT (tenant_id, contact_id) DO UPDATE
-            SET channel = EXCLUDED.channel,
-                channel_account_id = coalesce(EXCLUDED.channel_account_id, conversations.channel_account_id),
-                last_inbound_at = now(), updated_at = now()
-         RETURNING id",
-    )
-    .bind(contact)
-    .bind(channel.as_str())
-    .bind(account)
-    .fetch_one(&mut **tx)
-    .await?;
-    let row: Option<(MessageId, i64)> = sqlx::query_as(
-        "INSERT INTO messages (tenant_id, conversation_id, direction, channel, provider_message_id,
-                               kind, body, payload, status, provider_timestamp, processed_at)
-         VALUES (wasit_current_tenant(), $1, 'inbound', $2, $3, $4, $5, $6, 'received', $7,
-                 CASE WHEN $8 THEN NULL ELSE now() END)
-         ON CONFLICT (tenant_id, channel, provider_message_id) DO NOTHING
-         RETURNING id, seq",
-    )
-    .bind(conversation)
-    .bind(channel.as_str())
-    .bind(&m.provider_message_id)
-    .bind(m.kind.as_str())
-    .bind(&m.body)
-    .bind(&m.payload)
-    .bind(m.provider_timestamp)
-    .bind(m.triggers_turn)
-    .fetch_optional(&mut **tx)
-    .await?;
-    Ok(row.map(|(message, seq)| Accepted {
-        tenant,
-        contact,
-        conversation,
-        message,
-        seq,
-    }))
-}
-
-/// Finds the contact these identities belong to, creating it, adding identities it lacked, and
-/// merging contacts that turn out to be one person (the oldest is kept).
-async fn upsert_contact(tx: &mut TenantTx, who: &ContactIdentity) -> Result<ContactId> {
-    let mut pairs = who.pairs();
+    let mut pairs = m.from.pairs();
     if pairs.is_empty() {
         return Err(Error::Invalid(
             "a message without any sender identity".into(),
         ));
     }
-    // Serialise concurrent deliveries for the same person (duplicates arrive concurrently): lock
-    // each identity, in a fixed order so two transactions cannot deadlock.
     pairs.sort_unstable();
-    for (kind, value) in &pairs {
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended(wasit_current_tenant()::text || '/' || $1 || '/' || $2, 0))")
-            .bind(kind)
-            .bind(value)
-            .execute(&mut **tx)
-            .await?;
-    }
     let kinds: Vec<&str> = pairs.iter().map(|(k, _)| *k).collect();
     let values: Vec<&str> = pairs.iter().map(|(_, v)| *v).collect();
-    let known: Vec<ContactId> = sqlx::query_scalar(
-        "SELECT c.id FROM contacts c
-         WHERE c.tenant_id = wasit_current_tenant() AND c.id IN (
-             SELECT i.contact_id FROM contact_identities i
-             WHERE i.tenant_id = wasit_current_tenant()
-               AND (i.kind, i.value) IN (SELECT * FROM unnest($1::text[], $2::text[])))
-         ORDER BY c.created_at, c.id",
-    )
-    .bind(&kinds)
-    .bind(&values)
-    .fetch_all(&mut **tx)
-    .await?;
-
-    let contact = match known.split_first() {
-        None => {
-            sqlx::query_scalar(
-                "INSERT INTO contacts (tenant_id, display_name) VALUES (wasit_current_tenant(), $1) RETURNING id",
-            )
-            .bind(&who.display_name)
-            .fetch_one(&mut **tx)
-            .await?
-        }
-        Some((&keep, others)) => {
-            for &other in others {
-                merge_contacts(tx, other, keep).await?;
+    for _ in 0..3 {
+        let (outcome, contact, conversation, message, seq, merge): StoredRow = sqlx::query_as(
+            "SELECT outcome, contact_id, conversation_id, message_id, seq, merge_ids
+             FROM wasit_store_inbound($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(channel.as_str())
+        .bind(account)
+        .bind(&kinds)
+        .bind(&values)
+        .bind(&m.from.display_name)
+        .bind(&m.provider_message_id)
+        .bind(m.kind.as_str())
+        .bind(&m.body)
+        .bind(&m.payload)
+        .bind(m.provider_timestamp)
+        .bind(m.triggers_turn)
+        .fetch_one(&mut **tx)
+        .await?;
+        match (outcome.as_str(), contact, conversation, message, seq) {
+            ("stored", Some(contact), Some(conversation), Some(message), Some(seq)) => {
+                return Ok(Some(Accepted {
+                    tenant,
+                    contact,
+                    conversation,
+                    message,
+                    seq,
+                }));
             }
-            if who.display_name.is_some() {
-                sqlx::query(
-                    "UPDATE contacts SET display_name = coalesce(display_name, $2), updated_at = now()
-                     WHERE tenant_id = wasit_current_tenant() AND id = $1",
-                )
-                .bind(keep)
-                .bind(&who.display_name)
-                .execute(&mut **tx)
-                .await?;
+            ("duplicate", ..) => return Ok(None),
+            ("merge", ..) => {
+                let ids = merge.unwrap_or_default();
+                if let Some((&keep, others)) = ids.split_first() {
+                    for &other in others {
+                        merge_contacts(tx, other, keep).await?;
+                    }
+                }
             }
-            keep
+            (other, ..) => {
+                return Err(Error::Invalid(format!(
+                    "wasit_store_inbound answered {other:?}"
+                )));
+            }
         }
-    };
-    sqlx::query(
-        "INSERT INTO contact_identities (tenant_id, contact_id, kind, value)
-         SELECT wasit_current_tenant(), $1, k, v FROM unnest($2::text[], $3::text[]) AS t(k, v)
-         ON CONFLICT (tenant_id, kind, value) DO NOTHING",
-    )
-    .bind(contact)
-    .bind(&kinds)
-    .bind(&values)
-    .execute(&mut **tx)
-    .await?;
-    Ok(contact)
+    }
+    Err(Error::Conflict(
+        "the sender's contacts could not be merged".into(),
+    ))
 }
+
+type StoredRow = (
+    String,
+    Option<ContactId>,
+    Option<ConversationId>,
+    Option<MessageId>,
+    Option<i64>,
+    Option<Vec<ContactId>>,
+);
 
 /// Moves everything of contact `from` onto `into` and deletes `from`. When both have a
 /// conversation, `from`'s messages and audited turns move into `into`'s conversation (turn numbers

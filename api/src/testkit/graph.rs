@@ -68,6 +68,17 @@ impl FakeGraph {
         self.inner.lock().unwrap().sent.clone()
     }
 
+    /// How many sends succeeded, without copying them.
+    pub fn delivered_count(&self) -> usize {
+        self.inner
+            .lock()
+            .unwrap()
+            .sent
+            .iter()
+            .filter(|s| s.wamid.is_some())
+            .count()
+    }
+
     /// The sends that succeeded.
     pub fn delivered(&self) -> Vec<Sent> {
         self.requests()

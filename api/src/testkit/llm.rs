@@ -34,6 +34,8 @@ struct Shared {
     requests: Arc<StdMutex<Vec<Value>>>,
     responder: Arc<StdMutex<Responder>>,
     counter: Arc<AtomicU64>,
+    /// Off for load tests: requests are counted, not kept.
+    recording: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Clone)]
@@ -70,6 +72,7 @@ impl FakeLlm {
             requests: Arc::default(),
             responder: Arc::new(StdMutex::new(default)),
             counter: Arc::default(),
+            recording: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         };
         let router = Router::new()
             .route("/v1/chat/completions", post(complete))
@@ -88,6 +91,16 @@ impl FakeLlm {
         *self.shared.responder.lock().unwrap() = Arc::new(responder);
     }
 
+    /// Stops keeping request bodies (a load test sends too many to keep).
+    pub fn stop_recording(&self) {
+        self.shared.recording.store(false, Ordering::SeqCst);
+    }
+
+    /// How many requests were answered.
+    pub fn answered(&self) -> u64 {
+        self.shared.counter.load(Ordering::SeqCst)
+    }
+
     /// Every request body received so far.
     pub fn requests(&self) -> Vec<Value> {
         self.shared.requests.lock().unwrap().clone()
@@ -95,7 +108,9 @@ impl FakeLlm {
 }
 
 async fn complete(State(shared): State<Shared>, Json(request): Json<Value>) -> Response {
-    shared.requests.lock().unwrap().push(request.clone());
+    if shared.recording.load(Ordering::SeqCst) {
+        shared.requests.lock().unwrap().push(request.clone());
+    }
     let responder = shared.responder.lock().unwrap().clone();
     let mut reply = responder(&request);
     while let Reply::Delayed(pause, inner) = reply {

@@ -45,6 +45,8 @@ pub struct Database {
     pub app: PgPool,
     /// Set when `DATABASE_URL` is unset and Wasit runs its own cluster; stopped by [`Database::close`].
     embedded: Option<EmbeddedPostgres>,
+    /// How the app pool connects, to open more pools like it.
+    app_options: PgConnectOptions,
 }
 
 /// What [`Database::migrate`] did.
@@ -92,13 +94,15 @@ impl Database {
             .connect_with(options(url)?)
             .await?;
         // Lazy: before the first migration the role does not exist yet.
+        let app_options = options(app_url.unwrap_or(url))?;
         let app = app_pool_options()
             .max_connections(app_pool_size())
-            .connect_lazy_with(options(app_url.unwrap_or(url))?);
+            .connect_lazy_with(app_options.clone());
         Ok(Self {
             admin,
             app,
             embedded,
+            app_options,
         })
     }
 
@@ -114,6 +118,14 @@ impl Database {
             applied_now: after.saturating_sub(before),
             total: after,
         })
+    }
+
+    /// Another pool of `max` connections as `wasit_app`: the conversation runtime gets its own, so
+    /// a busy runtime never makes webhooks wait for a connection (they must answer fast).
+    pub fn app_pool(&self, max: u32) -> PgPool {
+        app_pool_options()
+            .max_connections(max)
+            .connect_lazy_with(self.app_options.clone())
     }
 
     /// True when Wasit started and owns the embedded cluster it is connected to.
@@ -168,14 +180,17 @@ async fn applied_migrations(pool: &PgPool) -> Result<usize> {
 /// transaction-locally, which every row-level security policy reads. This is the only way the
 /// application touches tenant data.
 pub async fn begin_tenant(pool: &PgPool, tenant: TenantId) -> Result<TenantTx> {
+    // One round trip: BEGIN and the setting travel together as a simple query. The id is a
+    // formatted UUID (hex digits and dashes), so it cannot break out of the literal.
     #[expect(
         clippy::disallowed_methods,
         reason = "this is the one place that opens tenant transactions"
     )]
-    let mut tx = pool.begin().await?;
-    sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
-        .bind(tenant.0.to_string())
-        .execute(&mut *tx)
+    let tx = pool
+        .begin_with(format!(
+            "BEGIN; SELECT set_config('app.tenant_id', '{}', true)",
+            tenant.0.hyphenated()
+        ))
         .await?;
     Ok(tx)
 }
