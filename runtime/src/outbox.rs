@@ -172,6 +172,17 @@ pub async fn sweep(pool: &PgPool, senders: &Senders, config: &OutboxConfig) -> R
     }
 }
 
+type ClaimRow = (
+    String,
+    Value,
+    i32,
+    Option<MessageId>,
+    String,
+    Option<uuid::Uuid>,
+    Option<String>,
+    Option<Value>,
+);
+
 enum Outcome {
     Sent,
     Retry,
@@ -187,32 +198,32 @@ async fn send_one(
 ) -> Result<Option<Outcome>> {
     // Claim: one sender at a time, for the length of the lease.
     let mut tx = begin_tenant(pool, tenant).await?;
-    let claimed: Option<(String, Value, i32, Option<MessageId>, String)> = sqlx::query_as(
-        "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = now() + make_interval(secs => $2)
-         WHERE tenant_id = wasit_current_tenant() AND id = $1 AND state = 'pending' AND next_attempt_at <= now()
-         RETURNING channel, payload, attempts, message_id, idempotency_key",
+    let claimed: Option<ClaimRow> = sqlx::query_as(
+        "WITH claimed AS (
+             UPDATE outbox SET attempts = attempts + 1, next_attempt_at = now() + make_interval(secs => $2)
+             WHERE tenant_id = wasit_current_tenant() AND id = $1 AND state = 'pending' AND next_attempt_at <= now()
+             RETURNING channel, payload, attempts, message_id, idempotency_key)
+         SELECT claimed.*, a.id, a.address, a.credentials
+         FROM claimed LEFT JOIN LATERAL (
+             SELECT id, address, credentials FROM channel_accounts
+             WHERE tenant_id = wasit_current_tenant() AND channel = claimed.channel
+               AND (claimed.payload->>'channel_account_id' IS NULL OR id = (claimed.payload->>'channel_account_id')::uuid)
+             ORDER BY created_at LIMIT 1) a ON true",
     )
     .bind(id)
     .bind(config.lease.as_secs_f64())
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((channel, payload, attempts, message, key)) = claimed else {
+    tx.commit().await?;
+    let Some((channel, payload, attempts, message, key, account_id, address, credentials)) =
+        claimed
+    else {
         return Ok(None);
     };
-    let account_id: Option<uuid::Uuid> = payload
-        .get("channel_account_id")
-        .and_then(Value::as_str)
-        .and_then(|s| s.parse().ok());
-    let account: Option<(uuid::Uuid, String, Value)> = sqlx::query_as(
-        "SELECT id, address, credentials FROM channel_accounts
-         WHERE tenant_id = wasit_current_tenant() AND channel = $1 AND ($2::uuid IS NULL OR id = $2)
-         ORDER BY created_at LIMIT 1",
-    )
-    .bind(&channel)
-    .bind(account_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    tx.commit().await?;
+    let account = match (account_id, address, credentials) {
+        (Some(id), Some(address), Some(credentials)) => Some((id, address, credentials)),
+        _ => None,
+    };
 
     let result = match (senders.get(&channel), account) {
         (None, _) => Err(SendFailure::Retryable {
@@ -241,23 +252,19 @@ async fn send_one(
     let outcome = match result {
         Ok(provider_id) => {
             sqlx::query(
-                "UPDATE outbox SET state = 'sent', provider_message_id = $2, sent_at = now(), last_error = NULL
-                 WHERE tenant_id = wasit_current_tenant() AND id = $1",
+                "WITH sent AS (
+                     UPDATE outbox SET state = 'sent', provider_message_id = $2, sent_at = now(), last_error = NULL
+                     WHERE tenant_id = wasit_current_tenant() AND id = $1
+                     RETURNING message_id)
+                 UPDATE messages SET provider_message_id = $2,
+                     status = CASE WHEN coalesce(wasit_status_rank(status), 0) < 1 THEN 'sent' ELSE status END
+                 WHERE tenant_id = wasit_current_tenant() AND id = (SELECT message_id FROM sent)",
             )
             .bind(id)
             .bind(&provider_id)
             .execute(&mut *tx)
             .await?;
-            if let Some(message) = message {
-                sqlx::query(
-                    "UPDATE messages SET provider_message_id = $2,
-                         status = CASE WHEN coalesce(wasit_status_rank(status), 0) < 1 THEN 'sent' ELSE status END
-                     WHERE tenant_id = wasit_current_tenant() AND id = $1",
-                )
-                .bind(message)
-                .bind(&provider_id)
-                .execute(&mut *tx)
-                .await?;
+            if message.is_some() {
                 let channel = match channel.as_str() {
                     "sms" => Channel::Sms,
                     "email" => Channel::Email,

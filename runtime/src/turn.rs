@@ -133,19 +133,19 @@ pub async fn load_input(
     conversation: ConversationId,
 ) -> Result<std::result::Result<TurnInput, Skip>> {
     let mut tx = begin_tenant(pool, tenant).await?;
-    let (slug, name): (String, String) =
-        sqlx::query_as("SELECT slug, name FROM tenants WHERE id = wasit_current_tenant()")
-            .fetch_one(&mut *tx)
-            .await?;
-    let (contact_id, contact_name, locale, agent): (
+    let (slug, name, contact_id, contact_name, locale, agent): (
+        String,
+        String,
         ContactId,
         Option<String>,
         Option<String>,
         String,
     ) = sqlx::query_as(
-        "SELECT c.id, c.display_name, c.locale, v.active_agent
-         FROM conversations v JOIN contacts c ON c.tenant_id = v.tenant_id AND c.id = v.contact_id
-         WHERE v.tenant_id = wasit_current_tenant() AND v.id = $1",
+        "SELECT t.slug, t.name, c.id, c.display_name, c.locale, v.active_agent
+             FROM conversations v
+             JOIN contacts c ON c.tenant_id = v.tenant_id AND c.id = v.contact_id
+             JOIN tenants t ON t.id = v.tenant_id
+             WHERE v.tenant_id = wasit_current_tenant() AND v.id = $1",
     )
     .bind(conversation)
     .fetch_optional(&mut *tx)
@@ -234,30 +234,36 @@ pub async fn apply(
     split: Splitter,
 ) -> Result<Applied> {
     let mut tx = begin_tenant(pool, input.tenant.id).await?;
-    // The row lock serialises turns of one conversation even across nodes.
-    let (turn_seq, owner, status, channel, account): (
-        i64,
-        Option<uuid::Uuid>,
-        String,
-        String,
-        Option<uuid::Uuid>,
-    ) = sqlx::query_as(
-        "UPDATE conversations SET turn_seq = turn_seq + 1, updated_at = now()
-         WHERE tenant_id = wasit_current_tenant() AND id = $1
-         RETURNING turn_seq, owner_user_id, status, channel, channel_account_id",
+    let answered: Vec<MessageId> = input.new_messages.iter().map(|m| m.id).collect();
+    // The row lock serialises turns of one conversation even across nodes; the same statement
+    // marks the answered messages processed, and fetches where replies go.
+    let row: ApplyRow = sqlx::query_as(
+        "WITH conv AS (
+             UPDATE conversations SET turn_seq = turn_seq + 1, updated_at = now()
+             WHERE tenant_id = wasit_current_tenant() AND id = $1
+             RETURNING turn_seq, owner_user_id, status, channel, channel_account_id, contact_id),
+         marked AS (
+             UPDATE messages SET processed_at = now()
+             WHERE tenant_id = wasit_current_tenant() AND id = ANY($2) AND processed_at IS NULL
+             RETURNING id)
+         SELECT conv.turn_seq, conv.owner_user_id, conv.status, conv.channel, conv.channel_account_id,
+                (SELECT count(*) FROM marked),
+                (SELECT provider_message_id FROM messages
+                  WHERE tenant_id = wasit_current_tenant() AND id = $3),
+                (SELECT i.kind || ':' || i.value FROM contact_identities i
+                  WHERE i.tenant_id = wasit_current_tenant() AND i.contact_id = conv.contact_id
+                    AND i.kind = ANY(CASE conv.channel WHEN 'whatsapp' THEN ARRAY['phone', 'whatsapp_bsuid']
+                                                       WHEN 'sms' THEN ARRAY['phone'] ELSE ARRAY['email'] END)
+                  ORDER BY array_position(ARRAY['phone', 'whatsapp_bsuid', 'email'], i.kind) LIMIT 1)
+         FROM conv",
     )
     .bind(input.conversation)
+    .bind(&answered)
+    .bind(answered.last())
     .fetch_one(&mut *tx)
     .await?;
-    let answered: Vec<MessageId> = input.new_messages.iter().map(|m| m.id).collect();
-    let marked = sqlx::query(
-        "UPDATE messages SET processed_at = now()
-         WHERE tenant_id = wasit_current_tenant() AND id = ANY($1) AND processed_at IS NULL",
-    )
-    .bind(&answered)
-    .execute(&mut *tx)
-    .await?;
-    if marked.rows_affected() == 0 {
+    let (turn_seq, owner, status, channel, account, marked, reply_to, identity) = row;
+    if marked == 0 {
         // Another turn (another node, a recovered rerun) answered these already.
         return Err(Error::Conflict(
             "these messages were answered by another turn".into(),
@@ -268,14 +274,7 @@ pub async fn apply(
     let suppressed = owner.is_some() || status == "escalated";
     let mut outbound = 0;
     if !suppressed {
-        let recipient = recipient(&mut tx, input.contact.id, &channel).await?;
-        let reply_to: Option<String> = sqlx::query_scalar(
-            "SELECT provider_message_id FROM messages WHERE tenant_id = wasit_current_tenant() AND id = $1",
-        )
-        .bind(answered.last())
-        .fetch_optional(&mut *tx)
-        .await?
-        .flatten();
+        let recipient = recipient(identity.as_deref(), &channel)?;
         let parts = outcome
             .replies
             .iter()
@@ -283,15 +282,6 @@ pub async fn apply(
             .filter(|p| !p.trim().is_empty());
         for (i, part) in parts.enumerate() {
             let key = format!("{}:{turn_seq}:{i}", input.conversation);
-            let message: MessageId = sqlx::query_scalar(
-                "INSERT INTO messages (tenant_id, conversation_id, direction, channel, kind, body, status, processed_at)
-                 VALUES (wasit_current_tenant(), $1, 'outbound', $2, 'text', $3, 'queued', now()) RETURNING id",
-            )
-            .bind(input.conversation)
-            .bind(&channel)
-            .bind(&part)
-            .fetch_one(&mut *tx)
-            .await?;
             let payload = json!({
                 "type": "text",
                 "to": recipient,
@@ -300,12 +290,16 @@ pub async fn apply(
                 "reply_to": if i == 0 { reply_to.clone() } else { None },
             });
             sqlx::query(
-                "INSERT INTO outbox (tenant_id, message_id, channel, idempotency_key, payload)
-                 VALUES (wasit_current_tenant(), $1, $2, $3, $4)
+                "WITH message AS (
+                     INSERT INTO messages (tenant_id, conversation_id, direction, channel, kind, body, status, processed_at)
+                     VALUES (wasit_current_tenant(), $1, 'outbound', $2, 'text', $3, 'queued', now()) RETURNING id)
+                 INSERT INTO outbox (tenant_id, message_id, channel, idempotency_key, payload)
+                 SELECT wasit_current_tenant(), message.id, $2, $4, $5 FROM message
                  ON CONFLICT (tenant_id, idempotency_key) DO NOTHING",
             )
-            .bind(message)
+            .bind(input.conversation)
             .bind(&channel)
+            .bind(&part)
             .bind(&key)
             .bind(&payload)
             .execute(&mut *tx)
@@ -366,33 +360,27 @@ pub async fn apply(
     })
 }
 
-/// Where replies go: for WhatsApp the phone's digits, else the BSUID; for SMS the phone; for
-/// email the address.
-async fn recipient(
-    tx: &mut crate::db::TenantTx,
-    contact: ContactId,
-    channel: &str,
-) -> Result<String> {
-    let kinds: &[&str] = match channel {
-        "whatsapp" => &["phone", "whatsapp_bsuid"],
-        "sms" => &["phone"],
-        _ => &["email"],
-    };
-    let found: Option<(String, String)> = sqlx::query_as(
-        "SELECT kind, value FROM contact_identities
-         WHERE tenant_id = wasit_current_tenant() AND contact_id = $1 AND kind = ANY($2)
-         ORDER BY array_position($2, kind) LIMIT 1",
-    )
-    .bind(contact)
-    .bind(kinds)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let (kind, value) =
-        found.ok_or_else(|| Error::Invalid(format!("the contact has no {channel} identity")))?;
+type ApplyRow = (
+    i64,
+    Option<uuid::Uuid>,
+    String,
+    String,
+    Option<uuid::Uuid>,
+    i64,
+    Option<String>,
+    Option<String>,
+);
+
+/// Where replies go, from the contact's best identity for the channel (`kind:value`): for
+/// WhatsApp the phone's digits, else the BSUID; for SMS the phone; for email the address.
+fn recipient(identity: Option<&str>, channel: &str) -> Result<String> {
+    let (kind, value) = identity
+        .and_then(|i| i.split_once(':'))
+        .ok_or_else(|| Error::Invalid(format!("the contact has no {channel} identity")))?;
     Ok(if kind == "phone" && channel == "whatsapp" {
         value.trim_start_matches('+').to_owned()
     } else {
-        value
+        value.to_owned()
     })
 }
 
