@@ -99,7 +99,7 @@ impl Default for OutboxConfig {
             max_attempts: 12,
             base_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(300),
-            concurrency: 32,
+            concurrency: 16,
             poll_interval: Duration::from_millis(500),
         }
     }

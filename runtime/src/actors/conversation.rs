@@ -209,6 +209,10 @@ async fn run_turn(
     actor: ActorRef<ConversationMsg>,
     generation: u64,
 ) -> TurnResult {
+    // Wait for a slot; a superseded turn is cancelled while waiting, at no cost.
+    let Ok(_permit) = shared.turn_permits.acquire().await else {
+        return TurnResult::Failed(TurnError::Temporary("the runtime is shutting down".into()));
+    };
     let input = match turn::load_input(&shared.pool, key.tenant, key.conversation).await {
         Ok(Ok(input)) => input,
         Ok(Err(Skip::NothingNew)) => return TurnResult::Skipped,

@@ -48,6 +48,9 @@ pub struct RuntimeConfig {
     pub retry_delay: Duration,
     /// Workers per agent kind.
     pub workers_per_agent: usize,
+    /// Turns that may run at once across all conversations; the rest wait their turn instead of
+    /// crowding the database pool (and timing out).
+    pub max_concurrent_turns: usize,
     pub outbox: OutboxConfig,
     /// Splits replies for the channel's length limit.
     pub split: Splitter,
@@ -61,6 +64,7 @@ impl Default for RuntimeConfig {
             max_failures: 3,
             retry_delay: Duration::from_secs(2),
             workers_per_agent: 16,
+            max_concurrent_turns: 64,
             outbox: OutboxConfig::default(),
             split: |text| vec![text.to_owned()],
         }

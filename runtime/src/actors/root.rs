@@ -26,6 +26,8 @@ pub struct Shared {
     pub pool: PgPool,
     pub config: RuntimeConfig,
     pub agents: AgentsHandle,
+    /// Admission control for turns (see `RuntimeConfig::max_concurrent_turns`).
+    pub turn_permits: tokio::sync::Semaphore,
     conversations: RwLock<Option<ActorRef<SupervisorMsg>>>,
     outbox: RwLock<Option<ActorRef<DispatcherMsg>>>,
 }
@@ -210,6 +212,7 @@ impl Runtime {
     pub async fn start(parts: RuntimeParts) -> Result<Self> {
         let shared = Arc::new(Shared {
             pool: parts.pool,
+            turn_permits: tokio::sync::Semaphore::new(parts.config.max_concurrent_turns.max(1)),
             config: parts.config,
             agents: AgentsHandle::default(),
             conversations: RwLock::new(None),
