@@ -73,6 +73,10 @@ impl Senders {
         self
     }
 
+    pub fn all(&self) -> impl Iterator<Item = &Arc<dyn ChannelSender>> {
+        self.0.values()
+    }
+
     fn get(&self, channel: &str) -> Option<&Arc<dyn ChannelSender>> {
         self.0.get(channel)
     }
@@ -90,6 +94,8 @@ pub struct OutboxConfig {
     pub concurrency: usize,
     /// How often the dispatcher looks for due rows without being woken.
     pub poll_interval: Duration,
+    /// The longest one send may take, pacing included, before it counts as a retryable failure.
+    pub send_timeout: Duration,
 }
 
 impl Default for OutboxConfig {
@@ -101,6 +107,7 @@ impl Default for OutboxConfig {
             max_backoff: Duration::from_secs(300),
             concurrency: 16,
             poll_interval: Duration::from_millis(500),
+            send_timeout: Duration::from_secs(45),
         }
     }
 }
@@ -234,17 +241,24 @@ async fn send_one(
             message: format!("the tenant has no {channel} account"),
         }),
         (Some(sender), Some((id, address, credentials))) => {
-            sender
-                .send(
-                    ChannelAccount {
-                        id,
-                        address,
-                        credentials,
-                    },
-                    payload,
-                    key.clone(),
-                )
+            // A bound on the whole send (pacing included), so one stuck call cannot stall a sweep.
+            let send = sender.send(
+                ChannelAccount {
+                    id,
+                    address,
+                    credentials,
+                },
+                payload,
+                key.clone(),
+            );
+            tokio::time::timeout(config.send_timeout, send)
                 .await
+                .unwrap_or_else(|_| {
+                    Err(SendFailure::Retryable {
+                        message: format!("no answer within {:?}", config.send_timeout),
+                        retry_after: None,
+                    })
+                })
         }
     };
 

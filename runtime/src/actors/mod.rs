@@ -4,6 +4,7 @@
 //! RootSupervisor
 //! ├── ConversationSupervisor ── ConversationActor{tenant, contact}  (spawned on demand, passivated when idle)
 //! ├── AgentSupervisor ── AgentPool{kind} ── AgentWorker × N          (one pool per agent kind)
+//! ├── ChannelSupervisor ── ChannelActor{channel}                     (WhatsAppChannel: pacing, sending)
 //! └── OutboxDispatcher                                               (sends committed outbox rows)
 //! ```
 //!
@@ -15,11 +16,13 @@
 //!   PostgreSQL; the third failure in a row dead-letters the conversation's unprocessed messages
 //!   and flags it for a human.
 //! - AgentSupervisor / AgentPool: a failed worker is replaced; its caller sees the failure.
+//! - ChannelSupervisor: a failed channel actor is started again with fresh pacing state.
 //!
 //! [`Runtime`] is the handle the rest of the program uses: deliver new messages, wake the outbox,
 //! shut down.
 
 mod agents;
+mod channels;
 mod conversation;
 mod conversations;
 mod outbox;
@@ -29,6 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use agents::AgentsHandle;
+pub use channels::Pacing;
 pub use root::Runtime;
 
 use crate::outbox::{OutboxConfig, Senders};
@@ -52,6 +56,8 @@ pub struct RuntimeConfig {
     /// crowding the database pool (and timing out).
     pub max_concurrent_turns: usize,
     pub outbox: OutboxConfig,
+    /// Send pacing per business number and per recipient.
+    pub pacing: Pacing,
     /// Splits replies for the channel's length limit.
     pub split: Splitter,
 }
@@ -66,6 +72,7 @@ impl Default for RuntimeConfig {
             workers_per_agent: 16,
             max_concurrent_turns: 64,
             outbox: OutboxConfig::default(),
+            pacing: Pacing::default(),
             split: |text| vec![text.to_owned()],
         }
     }

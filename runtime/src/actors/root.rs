@@ -1,7 +1,7 @@
 //! RootSupervisor and the [`Runtime`] handle.
 //!
 //! Restart policy: every child of the root (the conversation supervisor, the agent supervisor, the
-//! outbox dispatcher) that stops or fails is started again. A new conversation supervisor starts
+//! channel supervisor, the outbox dispatcher) that stops or fails is started again. A new conversation supervisor starts
 //! empty, so the root then redelivers every conversation with unprocessed messages from
 //! PostgreSQL — the same recovery that runs at start-up.
 
@@ -13,6 +13,7 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use sqlx::PgPool;
 
 use super::agents::{AgentSupervisor, AgentSupervisorArgs, AgentsHandle};
+use super::channels::{ChannelSupervisor, Routes};
 use super::conversations::{ConversationKey, ConversationSupervisor, SupervisorMsg};
 use super::outbox::{DispatcherMsg, OutboxDispatcher};
 use super::{RuntimeConfig, RuntimeParts};
@@ -79,6 +80,7 @@ async fn recover(shared: &Shared) -> Result<usize> {
 enum Child {
     Conversations,
     Agents,
+    Channels,
     Outbox,
 }
 
@@ -86,7 +88,11 @@ pub struct RootSupervisor;
 
 pub struct RootState {
     shared: Arc<Shared>,
+    /// The channels' own senders, run by the channel actors.
     senders: Senders,
+    /// What the outbox sends through: the channel actors.
+    routed: Senders,
+    routes: Routes,
     engines: Vec<(String, Arc<dyn TurnEngine>)>,
     children: HashMap<ActorId, Child>,
 }
@@ -101,13 +107,21 @@ impl Actor for RootSupervisor {
         myself: ActorRef<()>,
         (shared, senders, engines): Self::Arguments,
     ) -> Result<RootState, ActorProcessingErr> {
+        let (routed, routes) = super::channels::routed(&senders);
         let mut state = RootState {
             shared,
             senders,
+            routed,
+            routes,
             engines,
             children: HashMap::new(),
         };
-        for child in [Child::Agents, Child::Conversations, Child::Outbox] {
+        for child in [
+            Child::Agents,
+            Child::Channels,
+            Child::Conversations,
+            Child::Outbox,
+        ] {
             start_child(&myself, &mut state, child).await?;
         }
         Ok(state)
@@ -176,11 +190,19 @@ async fn start_child(
                     .await?;
             actor.get_id()
         }
+        Child::Channels => {
+            let senders = state.senders.all().cloned().collect();
+            let args = (senders, state.shared.config.pacing, state.routes.clone());
+            let (actor, _) =
+                ChannelSupervisor::spawn_linked(None, ChannelSupervisor, args, myself.get_cell())
+                    .await?;
+            actor.get_id()
+        }
         Child::Outbox => {
             let (actor, _) = OutboxDispatcher::spawn_linked(
                 None,
                 OutboxDispatcher,
-                (state.shared.clone(), state.senders.clone()),
+                (state.shared.clone(), state.routed.clone()),
                 myself.get_cell(),
             )
             .await?;
