@@ -188,6 +188,8 @@ async fn main() {
             ("WASIT_DEBOUNCE_MS", debounce.to_owned()),
             ("WASIT_IDLE_SECS", idle.to_owned()),
             ("WASIT_DB_POOL_SIZE", "32".to_owned()),
+            // An upgraded business number: WhatsApp's 1,000 messages/s tier.
+            ("WASIT_WHATSAPP_RATE", "1000".to_owned()),
         ]
     };
     let client = reqwest::Client::builder()

@@ -59,6 +59,10 @@ pub fn runtime_parts(settings: &Settings, pool: sqlx::PgPool) -> anyhow::Result<
     let config = RuntimeConfig {
         debounce: settings.debounce,
         idle_timeout: settings.idle_timeout,
+        pacing: runtime::actors::Pacing {
+            per_account_per_second: settings.whatsapp_rate as f64,
+            ..runtime::actors::Pacing::default()
+        },
         split: |text| channels::whatsapp::split_text(text, channels::whatsapp::MAX_TEXT_CHARS),
         ..RuntimeConfig::default()
     };

@@ -46,6 +46,9 @@ pub struct Settings {
     pub debounce: std::time::Duration,
     /// Idle time before a conversation actor is passivated (`WASIT_IDLE_SECS`).
     pub idle_timeout: std::time::Duration,
+    /// Messages per second per WhatsApp business number (`WASIT_WHATSAPP_RATE`): 80 by default,
+    /// 1000 for upgraded numbers, 20 for numbers shared with the WhatsApp Business app.
+    pub whatsapp_rate: u64,
 }
 
 impl Settings {
@@ -132,6 +135,7 @@ impl Settings {
             ),
             debounce: std::time::Duration::from_millis(number("WASIT_DEBOUNCE_MS", 300)?),
             idle_timeout: std::time::Duration::from_secs(number("WASIT_IDLE_SECS", 120)?),
+            whatsapp_rate: number("WASIT_WHATSAPP_RATE", 80)?.max(1),
         })
     }
 }
