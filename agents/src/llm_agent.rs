@@ -70,7 +70,7 @@ impl LlmAgent {
         let llm = self
             .llm
             .as_ref()
-            .ok_or_else(|| TurnError::Temporary(LlmError::NotConfigured.to_string()))?;
+            .ok_or_else(|| TurnError::NotReady(LlmError::NotConfigured.to_string()))?;
         let system = prompt
             .render(&json!({"tenant": input.tenant, "contact": input.contact, "history": input.history, "agent": input.agent}))
             .map_err(|e| TurnError::Permanent(e.to_string()))?;

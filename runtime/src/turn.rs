@@ -107,6 +107,10 @@ pub enum TurnError {
     /// Retrying the same input will fail the same way.
     #[error("permanent: {0}")]
     Permanent(String),
+    /// Something the turn needs is not configured (no LLM): not a failure of this conversation.
+    /// The messages stay unprocessed in PostgreSQL and are taken up again at the next start.
+    #[error("not ready: {0}")]
+    NotReady(String),
 }
 
 /// Produces a turn's outcome. Implemented by the agents; must be cancel-safe (a superseded

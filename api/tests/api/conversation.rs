@@ -566,3 +566,64 @@ async fn idle_conversations_are_passivated_and_reactivated() {
         "{contents:?}"
     );
 }
+
+/// Without an LLM configured, messages are neither failed nor dead-lettered: they wait in
+/// PostgreSQL, and a start with an LLM answers them.
+#[tokio::test]
+async fn turns_wait_without_an_llm() {
+    let graph = FakeGraph::start().await;
+    let graph_url = graph.url();
+    let app = spawn_app_with(
+        move |settings| settings.whatsapp_graph_url = graph_url,
+        |parts| parts.config.debounce = Duration::from_millis(50),
+    )
+    .await;
+    let tenant = app.test_db.tenant("riyadh-gold").await;
+    let mut tx = begin_tenant(&app.test_db.db().app, tenant).await.unwrap();
+    api::repo::channels::add(
+        &mut tx,
+        "whatsapp",
+        PNID,
+        None,
+        &json!({"access_token": TOKEN}),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    app.post_whatsapp(&notification(&[text("n1", "966500000012", "هل من أحد؟")]))
+        .await;
+    settle().await;
+    assert_eq!(app.count("SELECT count(*) FROM dead_letters").await, 0);
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM messages WHERE direction = 'inbound' AND processed_at IS NULL"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM conversations WHERE needs_human")
+            .await,
+        0
+    );
+    assert!(graph.requests().is_empty());
+    app.runtime.as_ref().unwrap().shutdown().await;
+
+    // The next start, now with an LLM.
+    let llm = FakeLlm::start().await;
+    let (llm_url, graph_url) = (llm.url(), graph.url());
+    let settings = runtime::Settings::from_lookup(|key| match key {
+        "WASIT_PROMPTS_DIR" => Some(concat!(env!("CARGO_MANIFEST_DIR"), "/../prompts").to_owned()),
+        "LLM_BASE_URL" => Some(llm_url.clone()),
+        "WHATSAPP_GRAPH_URL" => Some(graph_url.clone()),
+        _ => None,
+    })
+    .unwrap();
+    let parts = api::wiring::runtime_parts(&settings, app.test_db.db().app.clone()).unwrap();
+    let runtime = Runtime::start(parts).await.unwrap();
+    let sent = graph.wait_for_delivered(1, WAIT).await;
+    runtime.shutdown().await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].body["text"]["body"], "رد: هل من أحد؟");
+}

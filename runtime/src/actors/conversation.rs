@@ -307,6 +307,11 @@ fn on_turn_finished(
             state.failures = 0;
         }
         TurnResult::Failed(TurnError::Permanent(reason)) => dead_letter(state, reason),
+        TurnResult::Failed(TurnError::NotReady(reason)) => {
+            // Not this conversation's fault: no failure counted, no retry loop. The messages wait
+            // in PostgreSQL; the actor passivates and the next start redelivers them.
+            tracing::warn!(conversation = %state.key.conversation, reason, "turn waits: not ready");
+        }
     }
     if state.rerun {
         state.rerun = false;
