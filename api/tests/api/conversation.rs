@@ -53,6 +53,17 @@ async fn harness_with(adjust: impl FnOnce(&mut RuntimeParts) + 'static) -> Harne
         },
     )
     .await;
+    let tenant = tenant_with_number(&app).await;
+    Harness {
+        app,
+        llm,
+        graph,
+        tenant,
+    }
+}
+
+/// A tenant that owns the WhatsApp number PNID, with the token TOKEN.
+async fn tenant_with_number(app: &TestApp) -> TenantId {
     let tenant = app.test_db.tenant("riyadh-gold").await;
     let mut tx = begin_tenant(&app.test_db.db().app, tenant).await.unwrap();
     api::repo::channels::add(
@@ -65,12 +76,7 @@ async fn harness_with(adjust: impl FnOnce(&mut RuntimeParts) + 'static) -> Harne
     .await
     .unwrap();
     tx.commit().await.unwrap();
-    Harness {
-        app,
-        llm,
-        graph,
-        tenant,
-    }
+    tenant
 }
 
 /// The user messages after the last assistant message: what the turn answers.
@@ -578,18 +584,7 @@ async fn turns_wait_without_an_llm() {
         |parts| parts.config.debounce = Duration::from_millis(50),
     )
     .await;
-    let tenant = app.test_db.tenant("riyadh-gold").await;
-    let mut tx = begin_tenant(&app.test_db.db().app, tenant).await.unwrap();
-    api::repo::channels::add(
-        &mut tx,
-        "whatsapp",
-        PNID,
-        None,
-        &json!({"access_token": TOKEN}),
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
+    tenant_with_number(&app).await;
 
     app.post_whatsapp(&notification(&[text("n1", "966500000012", "هل من أحد؟")]))
         .await;
