@@ -127,6 +127,9 @@ pub trait TurnEngine: Send + Sync + 'static {
 pub enum Skip {
     /// No unprocessed inbound messages.
     NothingNew,
+    /// A human owns the conversation, or it waits for one: no agent runs. The messages were
+    /// marked processed (they are the rep's to answer, in the inbox).
+    HumanOwns,
 }
 
 /// Loads a turn's input: the conversation's unprocessed inbound messages and recent history.
@@ -137,15 +140,17 @@ pub async fn load_input(
     conversation: ConversationId,
 ) -> Result<std::result::Result<TurnInput, Skip>> {
     let mut tx = begin_tenant(pool, tenant).await?;
-    let (slug, name, contact_id, contact_name, locale, agent): (
+    let (slug, name, contact_id, contact_name, locale, agent, human): (
         String,
         String,
         ContactId,
         Option<String>,
         Option<String>,
         String,
+        bool,
     ) = sqlx::query_as(
-        "SELECT t.slug, t.name, c.id, c.display_name, c.locale, v.active_agent
+        "SELECT t.slug, t.name, c.id, c.display_name, c.locale, v.active_agent,
+                v.owner_user_id IS NOT NULL OR v.status = 'escalated'
              FROM conversations v
              JOIN contacts c ON c.tenant_id = v.tenant_id AND c.id = v.contact_id
              JOIN tenants t ON t.id = v.tenant_id
@@ -155,6 +160,23 @@ pub async fn load_input(
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(Error::NotFound("conversation"))?;
+    if human {
+        // While a human owns the conversation, no agent runs (and no LLM is called).
+        let handed = sqlx::query(
+            "UPDATE messages SET processed_at = now()
+             WHERE tenant_id = wasit_current_tenant() AND conversation_id = $1
+               AND direction = 'inbound' AND processed_at IS NULL",
+        )
+        .bind(conversation)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        return Ok(Err(if handed.rows_affected() > 0 {
+            Skip::HumanOwns
+        } else {
+            Skip::NothingNew
+        }));
+    }
     let new_rows: Vec<(MessageId, i64, String, Option<String>)> = sqlx::query_as(
         "SELECT id, seq, kind, body FROM messages
          WHERE tenant_id = wasit_current_tenant() AND conversation_id = $1

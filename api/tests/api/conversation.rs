@@ -622,3 +622,52 @@ async fn turns_wait_without_an_llm() {
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].body["text"]["body"], "رد: هل من أحد؟");
 }
+
+/// An escalation keyword (written with diacritics) hands the conversation to a human: that turn
+/// still answers, so the contact is kept informed; later messages run no agent at all — no LLM
+/// call, no reply — and wait for the rep.
+#[tokio::test]
+async fn an_escalated_conversation_gets_no_agent() {
+    let h = harness().await;
+    h.app
+        .post_whatsapp(&notification(&[text(
+            "e1",
+            "966500000013",
+            "أريد التحدث مع مُحامٍ الآن",
+        )]))
+        .await;
+    h.graph.wait_for_delivered(1, WAIT).await;
+    assert_eq!(
+        h.app
+            .count("SELECT count(*) FROM conversations WHERE status = 'escalated' AND needs_human")
+            .await,
+        1
+    );
+    h.app
+        .post_whatsapp(&notification(&[text("e2", "966500000013", "هل من رد؟")]))
+        .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while h
+        .app
+        .count("SELECT count(*) FROM messages WHERE direction = 'inbound' AND processed_at IS NULL")
+        .await
+        > 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the second message was never handed over"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    settle().await;
+    assert_eq!(
+        h.graph.delivered().len(),
+        1,
+        "no agent reply after escalation"
+    );
+    assert_eq!(h.llm.requests().len(), 1, "no LLM call after escalation");
+    assert_eq!(
+        h.app.count("SELECT count(*) FROM ai_conversations").await,
+        1
+    );
+}

@@ -215,7 +215,7 @@ async fn run_turn(
     };
     let input = match turn::load_input(&shared.pool, key.tenant, key.conversation).await {
         Ok(Ok(input)) => input,
-        Ok(Err(Skip::NothingNew)) => return TurnResult::Skipped,
+        Ok(Err(Skip::NothingNew | Skip::HumanOwns)) => return TurnResult::Skipped,
         Err(e) => return TurnResult::Failed(TurnError::Temporary(e.to_string())),
     };
     let outcome = match shared.agents.run(input.clone()).await {
