@@ -384,6 +384,9 @@ async fn merge_contacts(tx: &mut TenantTx, from: ContactId, into: ContactId) -> 
                  WHERE tenant_id = wasit_current_tenant() AND conversation_id = $1",
                 "UPDATE conversations SET turn_seq = turn_seq + (SELECT turn_seq FROM conversations WHERE tenant_id = wasit_current_tenant() AND id = $1) * 2,
                      needs_human = needs_human OR (SELECT needs_human FROM conversations WHERE tenant_id = wasit_current_tenant() AND id = $1),
+                     status = CASE WHEN (SELECT status FROM conversations WHERE tenant_id = wasit_current_tenant() AND id = $1) = 'escalated'
+                                   THEN 'escalated' ELSE status END,
+                     owner_user_id = coalesce(owner_user_id, (SELECT owner_user_id FROM conversations WHERE tenant_id = wasit_current_tenant() AND id = $1)),
                      updated_at = now()
                  WHERE tenant_id = wasit_current_tenant() AND id = $2",
                 "UPDATE dead_letters SET conversation_id = $2 WHERE tenant_id = wasit_current_tenant() AND conversation_id = $1",

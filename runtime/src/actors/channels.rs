@@ -125,9 +125,15 @@ impl Actor for ChannelActor {
             &recipient,
         );
         let send = state.sender.send(msg.account, msg.payload, msg.key);
+        let reply = msg.reply;
         tokio::spawn(async move {
             tokio::time::sleep_until(at).await;
-            let _ = msg.reply.send(send.await);
+            // The outbox gives up on a send after its timeout and will retry the row: sending now
+            // would send it twice.
+            if reply.is_closed() {
+                return;
+            }
+            let _ = reply.send(send.await);
         });
         Ok(())
     }

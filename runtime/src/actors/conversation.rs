@@ -38,6 +38,9 @@ pub struct ConversationState {
     rerun: bool,
     /// Failed turns in a row (temporary failures; crashes are counted by the supervisor).
     failures: u32,
+    /// The pending idle check, cancelled when another is scheduled or the actor stops, so no timer
+    /// outlives a passivated actor.
+    idle_timer: Option<tokio::task::JoinHandle<Result<(), ractor::MessagingErr<ConversationMsg>>>>,
 }
 
 struct RunningTurn {
@@ -101,6 +104,7 @@ impl Actor for ConversationActor {
             turn: None,
             rerun: false,
             failures: 0,
+            idle_timer: None,
         })
     }
 
@@ -109,6 +113,9 @@ impl Actor for ConversationActor {
         _myself: ActorRef<ConversationMsg>,
         state: &mut ConversationState,
     ) -> Result<(), ActorProcessingErr> {
+        if let Some(timer) = state.idle_timer.take() {
+            timer.abort();
+        }
         if let Some(turn) = state.turn.take()
             && !turn.committing
         {
@@ -141,9 +148,13 @@ impl Actor for ConversationActor {
 }
 
 fn on_new_message(myself: &ActorRef<ConversationMsg>, state: &mut ConversationState, seq: i64) {
+    // A redelivery (recovery, a restart) of something already seen must not cancel a turn that
+    // covers it.
+    let is_new = seq > state.seen_seq;
     state.seen_seq = state.seen_seq.max(seq);
     match &state.turn {
-        Some(turn) if turn.committing => state.rerun = true,
+        Some(turn) if turn.committing => state.rerun |= is_new,
+        Some(_) if !is_new => {}
         Some(turn) => {
             // Double texting while generating: the generation is stale. Cancel it and answer
             // everything together after the debounce.
@@ -152,6 +163,7 @@ fn on_new_message(myself: &ActorRef<ConversationMsg>, state: &mut ConversationSt
             state.turn = None;
             start_debounce(myself, state);
         }
+        None if state.debouncing && !is_new => {}
         None => start_debounce(myself, state),
     }
 }
@@ -337,10 +349,14 @@ fn dead_letter(state: &ConversationState, reason: String) {
     });
 }
 
-fn schedule_idle_check(myself: &ActorRef<ConversationMsg>, state: &ConversationState) {
+fn schedule_idle_check(myself: &ActorRef<ConversationMsg>, state: &mut ConversationState) {
     let generation = state.generation;
     let idle: Duration = state.shared.config.idle_timeout;
-    myself.send_after(idle, move || ConversationMsg::IdleCheck { generation });
+    if let Some(previous) = state.idle_timer.take() {
+        previous.abort();
+    }
+    state.idle_timer =
+        Some(myself.send_after(idle, move || ConversationMsg::IdleCheck { generation }));
 }
 
 fn on_idle_check(myself: &ActorRef<ConversationMsg>, state: &ConversationState, generation: u64) {

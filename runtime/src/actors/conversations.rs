@@ -123,7 +123,16 @@ impl Actor for ConversationSupervisor {
                     return Ok(());
                 };
                 let slot = (key.tenant, key.contact);
-                let delivered = state.live.remove(&slot).map_or(0, |l| l.delivered_seq);
+                // Only the failed actor's own entry: a replacement may already hold the slot.
+                let delivered = if state
+                    .live
+                    .get(&slot)
+                    .is_some_and(|l| l.actor.get_id() == cell.get_id())
+                {
+                    state.live.remove(&slot).map_or(0, |l| l.delivered_seq)
+                } else {
+                    0
+                };
                 let failures = state.failures.entry(slot).or_insert(0);
                 *failures += 1;
                 tracing::error!(conversation = %key.conversation, failures = *failures, %error, "conversation actor failed");
@@ -132,20 +141,27 @@ impl Actor for ConversationSupervisor {
                     state.failures.remove(&slot);
                     let reason =
                         format!("the conversation crashed {attempts} times in a row: {error}");
-                    if let Err(e) = turn::dead_letter(
-                        &state.shared.pool,
-                        key.tenant,
-                        key.conversation,
-                        &reason,
-                        attempts,
-                    )
-                    .await
-                    {
-                        tracing::error!(conversation = %key.conversation, error = %e, "could not dead-letter");
-                    } else {
-                        tracing::error!(conversation = %key.conversation, "messages dead-lettered; a human is needed");
-                    }
-                } else {
+                    // Off the handler: a supervisor does no I/O.
+                    let pool = state.shared.pool.clone();
+                    tokio::spawn(async move {
+                        match turn::dead_letter(
+                            &pool,
+                            key.tenant,
+                            key.conversation,
+                            &reason,
+                            attempts,
+                        )
+                        .await
+                        {
+                            Ok(_) => {
+                                tracing::error!(conversation = %key.conversation, "messages dead-lettered; a human is needed");
+                            }
+                            Err(e) => {
+                                tracing::error!(conversation = %key.conversation, error = %e, "could not dead-letter");
+                            }
+                        }
+                    });
+                } else if !state.live.contains_key(&slot) {
                     // Start again: the new actor reruns the turn over what is still unprocessed.
                     on_deliver(&myself, state, key, delivered.max(1)).await?;
                 }

@@ -26,6 +26,10 @@ use crate::settings::Settings;
 
 pub use embedded::EmbeddedPostgres;
 
+/// Bounds on every tenant transaction's statements and lock waits, so nothing waits forever.
+pub const STATEMENT_TIMEOUT: &str = "15s";
+pub const LOCK_TIMEOUT: &str = "5s";
+
 /// The role the application runs as. Created by the first migration.
 pub const APP_ROLE: &str = "wasit_app";
 
@@ -188,7 +192,9 @@ pub async fn begin_tenant(pool: &PgPool, tenant: TenantId) -> Result<TenantTx> {
     )]
     let tx = pool
         .begin_with(format!(
-            "BEGIN; SELECT set_config('app.tenant_id', '{}', true)",
+            "BEGIN; SELECT set_config('app.tenant_id', '{}', true), \
+             set_config('statement_timeout', '{STATEMENT_TIMEOUT}', true), \
+             set_config('lock_timeout', '{LOCK_TIMEOUT}', true)",
             tenant.0.hyphenated()
         ))
         .await?;
