@@ -2,18 +2,21 @@
 -- transaction; these SECURITY DEFINER functions answer the few questions the runtime must ask
 -- across tenants (what is waiting, what is due), revealing only ids, never content.
 
--- Conversations with committed inbound messages that no turn has processed yet: redelivered to
--- their conversation actors on start-up (crash recovery).
-CREATE FUNCTION wasit_pending_conversations() RETURNS TABLE (tenant_id uuid, contact_id uuid, conversation_id uuid, max_seq bigint)
+-- Conversations with committed inbound messages that no turn has processed yet, the oldest of
+-- them at least p_min_age old: redelivered to their conversation actors on start-up (crash
+-- recovery, age 0) and periodically (messages whose delivery was lost, older than a margin).
+CREATE FUNCTION wasit_pending_conversations(p_min_age interval)
+    RETURNS TABLE (tenant_id uuid, contact_id uuid, conversation_id uuid, max_seq bigint)
     LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp
     AS $$
         SELECT c.tenant_id, c.contact_id, c.id, max(m.seq)
         FROM messages m JOIN conversations c ON c.tenant_id = m.tenant_id AND c.id = m.conversation_id
         WHERE m.direction = 'inbound' AND m.processed_at IS NULL
         GROUP BY c.tenant_id, c.contact_id, c.id
+        HAVING min(m.created_at) <= now() - p_min_age
     $$;
-REVOKE ALL ON FUNCTION wasit_pending_conversations() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION wasit_pending_conversations() TO wasit_app;
+REVOKE ALL ON FUNCTION wasit_pending_conversations(interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION wasit_pending_conversations(interval) TO wasit_app;
 
 -- Outbox rows due for a send attempt, oldest first.
 CREATE FUNCTION wasit_due_outbox(p_limit integer) RETURNS TABLE (tenant_id uuid, id uuid)

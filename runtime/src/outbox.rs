@@ -269,6 +269,7 @@ async fn send_one(
                 "WITH sent AS (
                      UPDATE outbox SET state = 'sent', provider_message_id = $2, sent_at = now(), last_error = NULL
                      WHERE tenant_id = wasit_current_tenant() AND id = $1
+                       AND state = 'pending' AND attempts = $3
                      RETURNING message_id)
                  UPDATE messages SET provider_message_id = $2,
                      status = CASE WHEN coalesce(wasit_status_rank(status), 0) < 1 THEN 'sent' ELSE status END
@@ -276,6 +277,7 @@ async fn send_one(
             )
             .bind(id)
             .bind(&provider_id)
+            .bind(attempts)
             .execute(&mut *tx)
             .await?;
             if message.is_some() {
@@ -297,11 +299,12 @@ async fn send_one(
             let delay = backoff(config, attempts, retry_after);
             sqlx::query(
                 "UPDATE outbox SET next_attempt_at = now() + make_interval(secs => $2), last_error = $3
-                 WHERE tenant_id = wasit_current_tenant() AND id = $1",
+                 WHERE tenant_id = wasit_current_tenant() AND id = $1 AND state = 'pending' AND attempts = $4",
             )
             .bind(id)
             .bind(delay.as_secs_f64())
             .bind(&reason)
+            .bind(attempts)
             .execute(&mut *tx)
             .await?;
             tracing::info!(%tenant, outbox = %id, attempts, ?delay, reason, "send will be retried");
@@ -316,11 +319,16 @@ async fn send_one(
                     format!("gave up after {attempts} attempts: {message}"),
                 ),
             };
-            sqlx::query("UPDATE outbox SET state = $2, last_error = $3 WHERE tenant_id = wasit_current_tenant() AND id = $1")
-                .bind(id)
-                .bind(state)
-                .bind(&reason)
-                .execute(&mut *tx)
+            // Fenced like the others: only the claim that made this attempt may record it.
+            sqlx::query(
+                "UPDATE outbox SET state = $2, last_error = $3
+                 WHERE tenant_id = wasit_current_tenant() AND id = $1 AND state = 'pending' AND attempts = $4",
+            )
+            .bind(id)
+            .bind(state)
+            .bind(&reason)
+            .bind(attempts)
+            .execute(&mut *tx)
                 .await?;
             if let Some(message) = message {
                 sqlx::query(

@@ -671,3 +671,30 @@ async fn an_escalated_conversation_gets_no_agent() {
         1
     );
 }
+
+/// A message committed but never delivered to its actor (a lost delivery) is found by the
+/// periodic redelivery and answered once.
+#[tokio::test]
+async fn lost_deliveries_are_found_again() {
+    let h = harness_with(|parts| {
+        parts.config.recovery_interval = Duration::from_millis(200);
+        parts.config.recovery_min_age = Duration::ZERO;
+    })
+    .await;
+    // Store without delivering, as a webhook whose delivery was lost would.
+    let (batches, rejects) = channels::whatsapp::parse_notification(&notification(&[text(
+        "l1",
+        "966500000014",
+        "هل وصلت رسالتي؟",
+    )]))
+    .unwrap();
+    let outcome = runtime::inbox::store(&h.app.test_db.db().app, batches, rejects)
+        .await
+        .unwrap();
+    assert_eq!(outcome.accepted.len(), 1);
+    let sent = h.graph.wait_for_delivered(1, WAIT).await;
+    settle().await;
+    assert_eq!(h.graph.delivered().len(), 1, "redelivered more than once?");
+    assert_eq!(sent[0].body["text"]["body"], "رد: هل وصلت رسالتي؟");
+    assert_eq!(h.llm.requests().len(), 1);
+}

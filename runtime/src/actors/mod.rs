@@ -56,6 +56,9 @@ pub struct RuntimeConfig {
     /// crowding the database pool (and timing out).
     pub max_concurrent_turns: usize,
     pub outbox: OutboxConfig,
+    /// How often unprocessed messages older than `recovery_min_age` are delivered again.
+    pub recovery_interval: Duration,
+    pub recovery_min_age: Duration,
     /// Send pacing per business number and per recipient.
     pub pacing: Pacing,
     /// Splits replies for the channel's length limit.
@@ -73,6 +76,8 @@ impl Default for RuntimeConfig {
             max_concurrent_turns: 64,
             outbox: OutboxConfig::default(),
             pacing: Pacing::default(),
+            recovery_interval: Duration::from_secs(30),
+            recovery_min_age: Duration::from_secs(60),
             split: |text| vec![text.to_owned()],
         }
     }

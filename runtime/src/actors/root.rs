@@ -49,15 +49,16 @@ impl Shared {
 }
 
 /// Redelivers every conversation that has committed but unprocessed inbound messages.
-async fn recover(shared: &Shared) -> Result<usize> {
+async fn recover(shared: &Shared, min_age: Duration) -> Result<usize> {
     let pending: Vec<(
         crate::TenantId,
         crate::ContactId,
         crate::ConversationId,
         i64,
     )> = sqlx::query_as(
-        "SELECT tenant_id, contact_id, conversation_id, max_seq FROM wasit_pending_conversations()",
+        "SELECT tenant_id, contact_id, conversation_id, max_seq FROM wasit_pending_conversations(make_interval(secs => $1))",
     )
+    .bind(min_age.as_secs_f64())
     .fetch_all(&shared.pool)
     .await?;
     let supervisor = shared
@@ -142,7 +143,7 @@ impl Actor for RootSupervisor {
             if matches!(child, Child::Conversations) {
                 let shared = state.shared.clone();
                 tokio::spawn(async move {
-                    match recover(&shared).await {
+                    match recover(&shared, Duration::ZERO).await {
                         Ok(n) => tracing::info!(
                             conversations = n,
                             "redelivered after a supervisor restart"
@@ -248,7 +249,30 @@ impl Runtime {
         .await
         .map_err(|e| Error::Unavailable(format!("the actor runtime did not start: {e}")))?;
         let runtime = Self { root, shared };
-        let recovered = recover(&runtime.shared).await?;
+        let recovered = recover(&runtime.shared, Duration::ZERO).await?;
+        // A safety net for deliveries that were lost (a webhook whose later batch failed, a
+        // request dropped mid-commit): messages unprocessed for longer than the margin are
+        // delivered again. Redelivery is harmless: an actor ignores what it has already seen.
+        let (shared, every) = (
+            Arc::downgrade(&runtime.shared),
+            runtime.shared.config.recovery_interval,
+        );
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(shared) = shared.upgrade() else {
+                    return;
+                };
+                if shared.conversations().is_none() {
+                    return;
+                }
+                if let Err(e) = recover(&shared, shared.config.recovery_min_age).await {
+                    tracing::warn!(error = %e, "periodic redelivery failed");
+                }
+            }
+        });
         if recovered > 0 {
             tracing::info!(
                 conversations = recovered,
@@ -298,6 +322,13 @@ impl Runtime {
     /// Stops the actor tree. Turns that are committing finish or roll back as a whole; anything
     /// not committed is found again by the next start.
     pub async fn shutdown(&self) {
+        // Nothing delivers or wakes into a stopping tree (and the periodic redelivery ends).
+        *self
+            .shared
+            .conversations
+            .write()
+            .expect("conversations ref lock") = None;
+        *self.shared.outbox.write().expect("outbox ref lock") = None;
         self.root.stop(Some("shutdown".into()));
         let _ = tokio::time::timeout(Duration::from_secs(10), self.root.wait(None)).await;
     }
