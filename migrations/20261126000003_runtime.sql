@@ -18,12 +18,20 @@ CREATE FUNCTION wasit_pending_conversations(p_min_age interval)
 REVOKE ALL ON FUNCTION wasit_pending_conversations(interval) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION wasit_pending_conversations(interval) TO wasit_app;
 
--- Outbox rows due for a send attempt, oldest first.
+-- Outbox rows due for a send attempt, oldest first. A row waits while an earlier part of the same
+-- conversation is still pending (keys are `conversation:turn:part`), so the parts of a long reply,
+-- and consecutive replies, reach the contact in order.
 CREATE FUNCTION wasit_due_outbox(p_limit integer) RETURNS TABLE (tenant_id uuid, id uuid)
     LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp
     AS $$
         SELECT o.tenant_id, o.id FROM outbox o
         WHERE o.state = 'pending' AND o.next_attempt_at <= now()
+          AND NOT EXISTS (
+              SELECT 1 FROM outbox e
+              WHERE e.tenant_id = o.tenant_id AND e.state = 'pending' AND e.id <> o.id
+                AND split_part(e.idempotency_key, ':', 1) = split_part(o.idempotency_key, ':', 1)
+                AND (split_part(e.idempotency_key, ':', 2)::bigint, split_part(e.idempotency_key, ':', 3)::bigint)
+                  < (split_part(o.idempotency_key, ':', 2)::bigint, split_part(o.idempotency_key, ':', 3)::bigint))
         ORDER BY o.next_attempt_at
         LIMIT p_limit
     $$;

@@ -698,3 +698,51 @@ async fn lost_deliveries_are_found_again() {
     assert_eq!(sent[0].body["text"]["body"], "رد: هل وصلت رسالتي؟");
     assert_eq!(h.llm.requests().len(), 1);
 }
+
+/// A reply longer than WhatsApp's 4096 characters goes out in parts, in order, each within the
+/// limit.
+#[tokio::test]
+async fn a_long_reply_is_split_and_sent_in_order() {
+    let h = harness().await;
+    let sentence = "سعر غرام الذهب عيار ٢١ اليوم مستقر. ";
+    let long: String = (1..=300).map(|i| format!("[{i}] {sentence}")).collect();
+    let expected = long.clone();
+    h.llm.respond_with(move |_| Reply::Text(expected.clone()));
+    h.app
+        .post_whatsapp(&notification(&[text(
+            "long1",
+            "966500000015",
+            "أرسل التفاصيل كاملة",
+        )]))
+        .await;
+    let parts = channels::whatsapp::split_text(&long, channels::whatsapp::MAX_TEXT_CHARS).len();
+    assert!(parts >= 3, "{parts}");
+    let sent = h
+        .graph
+        .wait_for_delivered(parts, Duration::from_secs(20))
+        .await;
+    assert_eq!(sent.len(), parts);
+    let bodies: Vec<&str> = sent
+        .iter()
+        .map(|s| s.body["text"]["body"].as_str().unwrap())
+        .collect();
+    assert!(
+        bodies
+            .iter()
+            .all(|b| b.chars().count() <= channels::whatsapp::MAX_TEXT_CHARS)
+    );
+    // Every numbered sentence, read across the parts in the order they arrived: 1..=300.
+    let numbers: Vec<u32> = bodies
+        .iter()
+        .flat_map(|b| {
+            b.split('[')
+                .skip(1)
+                .map(|x| x.split(']').next().unwrap().parse::<u32>().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        numbers,
+        (1..=300).collect::<Vec<_>>(),
+        "parts out of order or lost"
+    );
+}
