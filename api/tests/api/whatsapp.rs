@@ -338,40 +338,25 @@ async fn statuses_only_move_forward() {
         .await
         .unwrap()
     };
-    assert_eq!(
-        app.post_whatsapp(&meta_bytes(&status("read")))
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(current().await, "read");
-    assert_eq!(
-        app.post_whatsapp(&meta_bytes(&status("delivered")))
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(
-        current().await,
-        "read",
-        "delivered after read must not move it back"
-    );
-    assert_eq!(
-        app.post_whatsapp(&meta_bytes(&status("failed")))
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(
-        current().await,
-        "read",
-        "a late failure does not undo a read"
-    );
-    assert_eq!(
-        app.post_whatsapp(&meta_bytes(&status("read")))
-            .await
-            .status(),
-        200
-    );
+    // (status posted, status after it, why)
+    let steps = [
+        ("read", "read", "read moves sent forward"),
+        (
+            "delivered",
+            "read",
+            "delivered after read must not move it back",
+        ),
+        ("failed", "read", "a late failure does not undo a read"),
+        ("read", "read", "a repeated status changes nothing"),
+    ];
+    for (posted, after, why) in steps {
+        assert_eq!(
+            app.post_whatsapp(&meta_bytes(&status(posted)))
+                .await
+                .status(),
+            200
+        );
+        assert_eq!(current().await, after, "{why}");
+    }
     assert_eq!(app.count("SELECT count(*) FROM message_statuses").await, 3);
 }

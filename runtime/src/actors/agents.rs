@@ -112,9 +112,8 @@ impl Actor for AgentSupervisor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         // Policy: a pool that stops or fails is started again.
-        if let SupervisionEvent::ActorFailed(cell, _) | SupervisionEvent::ActorTerminated(cell, ..) =
-            &event
-            && let Some(kind) = state.kinds.remove(&cell.get_id())
+        if let Some(id) = super::stopped_child(&event)
+            && let Some(kind) = state.kinds.remove(&id)
         {
             tracing::error!(kind, "agent pool stopped; starting it again");
             start_pool(&myself, state, &kind).await?;
@@ -226,16 +225,13 @@ impl Actor for AgentPool {
         state: &mut PoolState,
     ) -> Result<(), ActorProcessingErr> {
         // Policy: a worker that fails is replaced. Its job's caller sees the reply port close.
-        if let SupervisionEvent::ActorFailed(cell, _)
-        | SupervisionEvent::ActorTerminated(cell, ..) = &event
+        if let Some(id) = super::stopped_child(&event)
+            && state.workers.remove(&id).is_some()
         {
-            let id = cell.get_id();
-            if state.workers.remove(&id).is_some() {
-                state.idle.retain(|w| w.get_id() != id);
-                tracing::error!(kind = state.kind, "agent worker failed; replacing it");
-                start_worker(&myself, state).await?;
-                dispatch(state);
-            }
+            state.idle.retain(|w| w.get_id() != id);
+            tracing::error!(kind = state.kind, "agent worker failed; replacing it");
+            start_worker(&myself, state).await?;
+            dispatch(state);
         }
         Ok(())
     }

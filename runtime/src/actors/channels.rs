@@ -181,9 +181,8 @@ impl Actor for ChannelSupervisor {
         event: SupervisionEvent,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        if let SupervisionEvent::ActorFailed(cell, _) | SupervisionEvent::ActorTerminated(cell, ..) =
-            &event
-            && let Some(name) = state.channels.remove(&cell.get_id())
+        if let Some(id) = super::stopped_child(&event)
+            && let Some(name) = state.channels.remove(&id)
         {
             tracing::error!(channel = name, "channel actor stopped; starting it again");
             start_channel(&myself, state, name).await?;

@@ -31,6 +31,8 @@ mod root;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ractor::{ActorId, SupervisionEvent};
+
 pub use agents::AgentsHandle;
 pub use channels::Pacing;
 pub use root::Runtime;
@@ -102,5 +104,16 @@ impl std::fmt::Debug for RuntimeParts {
             )
             .field("senders", &self.senders)
             .finish_non_exhaustive()
+    }
+}
+
+/// The id of the child a supervision event says has stopped (failed, or terminated), if any: what
+/// every supervisor's restart policy starts from.
+fn stopped_child(event: &SupervisionEvent) -> Option<ActorId> {
+    match event {
+        SupervisionEvent::ActorFailed(cell, _) | SupervisionEvent::ActorTerminated(cell, ..) => {
+            Some(cell.get_id())
+        }
+        _ => None,
     }
 }

@@ -134,9 +134,8 @@ impl Actor for RootSupervisor {
         event: SupervisionEvent,
         state: &mut RootState,
     ) -> Result<(), ActorProcessingErr> {
-        if let SupervisionEvent::ActorFailed(cell, _) | SupervisionEvent::ActorTerminated(cell, ..) =
-            &event
-            && let Some(child) = state.children.remove(&cell.get_id())
+        if let Some(id) = super::stopped_child(&event)
+            && let Some(child) = state.children.remove(&id)
         {
             tracing::error!(?child, "runtime supervisor stopped; starting it again");
             start_child(&myself, state, child).await?;
