@@ -41,7 +41,8 @@ async fn catalog_every_tenant_table_forces_rls_and_the_app_role_is_unprivileged(
     // `USING (true)` would pass the checks above but not this one.
     let weak: Vec<String> = sqlx::query_scalar(
         "SELECT tablename || '.' || policyname FROM pg_policies
-         WHERE schemaname = 'public' AND (qual IS NULL OR with_check IS NULL
+         WHERE schemaname = 'public' AND policyname <> 'owner_routing'
+           AND (qual IS NULL OR with_check IS NULL
                OR qual NOT LIKE '%wasit_current_tenant()%'
                OR with_check NOT LIKE '%wasit_current_tenant()%')",
     )
@@ -323,4 +324,75 @@ async fn routing_functions_resolve_only_exact_matches() {
             .unwrap(),
         None
     );
+}
+
+/// With a table owner that is neither superuser nor BYPASSRLS (as on managed PostgreSQL), the
+/// routing functions still resolve across tenants, while the application role still sees only
+/// its tenant.
+#[tokio::test]
+async fn routing_works_with_an_ordinary_owner_role() {
+    use sqlx::Connection;
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let (role, name) = (
+        format!("wasit_owner_{suffix}"),
+        format!("wasit_test_{suffix}"),
+    );
+    let mut admin = sqlx::PgConnection::connect(&crate::helpers::server_url())
+        .await
+        .unwrap();
+    for sql in [
+        format!("CREATE ROLE {role} LOGIN CREATEROLE NOSUPERUSER NOBYPASSRLS"),
+        format!("CREATE DATABASE {name} OWNER {role}"),
+    ] {
+        sqlx::query(&sql).execute(&mut admin).await.unwrap();
+    }
+    let mut url = url::Url::parse(&crate::helpers::database_url(&name)).unwrap();
+    url.set_username(&role).unwrap();
+    let db = runtime::db::Database::connect(url.as_str(), None, None)
+        .await
+        .unwrap();
+    db.migrate().await.unwrap();
+
+    let slug = runtime::TenantSlug::parse("owner-test").unwrap();
+    let tenant = api::repo::tenants::create(&db.admin, &slug, "Owner test")
+        .await
+        .unwrap()
+        .id;
+    let mut tx = begin_tenant(&db.app, tenant).await.unwrap();
+    api::repo::channels::add(
+        &mut tx,
+        "whatsapp",
+        "555000111",
+        None,
+        &serde_json::json!({}),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        runtime::db::tenant_id_by_slug(&db.app, &slug)
+            .await
+            .unwrap(),
+        Some(tenant)
+    );
+    assert_eq!(
+        runtime::db::tenant_id_by_channel(&db.app, "whatsapp", "555000111")
+            .await
+            .unwrap(),
+        Some(tenant)
+    );
+    // The application role gained nothing.
+    let visible: i64 = sqlx::query_scalar("SELECT count(*) FROM channel_accounts")
+        .fetch_one(&db.app)
+        .await
+        .unwrap();
+    assert_eq!(visible, 0);
+
+    db.close().await;
+    for sql in [
+        format!("DROP DATABASE {name} WITH (FORCE)"),
+        format!("DROP ROLE {role}"),
+    ] {
+        sqlx::query(&sql).execute(&mut admin).await.unwrap();
+    }
 }
