@@ -81,6 +81,18 @@ struct Server {
     base: String,
 }
 
+impl Server {
+    /// A notification to the webhook, signed as Meta signs it.
+    fn post(&self, client: &reqwest::Client, body: Vec<u8>) -> reqwest::RequestBuilder {
+        let sig = channels::whatsapp::sign(APP_SECRET.as_bytes(), &body);
+        client
+            .post(format!("{}/webhooks/whatsapp", self.base))
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", sig)
+            .body(body)
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = Command::new("kill")
@@ -217,14 +229,7 @@ async fn main() {
     // Phase 1: sustained load. Each notification is a new message from one of `contacts` contacts.
     {
         let server = start_server(&db_url, &env("50", "600"));
-        let post = |body: Vec<u8>| {
-            let sig = channels::whatsapp::sign(APP_SECRET.as_bytes(), &body);
-            client
-                .post(format!("{}/webhooks/whatsapp", server.base))
-                .header("content-type", "application/json")
-                .header("x-hub-signature-256", sig)
-                .body(body)
-        };
+        let post = |body: Vec<u8>| server.post(&client, body);
         let total = o.rate * o.seconds;
         let interval = Duration::from_secs_f64(1.0 / o.rate as f64);
         let latencies = Arc::new(std::sync::Mutex::new(Vec::with_capacity(total as usize)));
@@ -306,14 +311,7 @@ async fn main() {
     {
         let server = start_server(&db_url, &env("0", "3"));
         let pid = server.child.id();
-        let post = |body: Vec<u8>| {
-            let sig = channels::whatsapp::sign(APP_SECRET.as_bytes(), &body);
-            client
-                .post(format!("{}/webhooks/whatsapp", server.base))
-                .header("content-type", "application/json")
-                .header("x-hub-signature-256", sig)
-                .body(body)
-        };
+        let post = |body: Vec<u8>| server.post(&client, body);
         // Warm up allocator and pools with one conversation, then measure.
         let before_delivered = graph.delivered_count();
         post(notification("wamid.mem.warm", "977000000000", "warm"))

@@ -107,6 +107,19 @@ fn notification(messages: &[Value]) -> Vec<u8> {
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// Inbound messages no turn has processed yet.
+const UNPROCESSED: &str =
+    "SELECT count(*) FROM messages WHERE direction = 'inbound' AND processed_at IS NULL";
+
+/// Waits until the count `sql` returns satisfies `done`, failing with `what` after WAIT.
+async fn wait_for_count(app: &TestApp, sql: &str, done: impl Fn(i64) -> bool, what: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !done(app.count(sql).await) {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits a little longer than any timer in play, so that a second reply would have shown up.
 async fn settle() {
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -171,14 +184,7 @@ async fn a_message_gets_exactly_one_reply_and_one_audit_row() {
     .unwrap();
     assert_eq!(status, "sent");
     assert_eq!(Some(provider_id), s.wamid.clone());
-    assert_eq!(
-        h.app
-            .count(
-                "SELECT count(*) FROM messages WHERE direction = 'inbound' AND processed_at IS NULL"
-            )
-            .await,
-        0
-    );
+    assert_eq!(h.app.count(UNPROCESSED).await, 0);
 }
 
 /// 20 concurrent deliveries of one notification: one stored message, one turn, one reply.
@@ -361,19 +367,13 @@ async fn a_closed_window_is_recorded_and_not_retried() {
     h.app
         .post_whatsapp(&notification(&[text("c1", "966500000006", "مرحبا")]))
         .await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while h
-        .app
-        .count("SELECT count(*) FROM outbox WHERE state = 'window_closed'")
-        .await
-        == 0
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the outbox row was not marked window_closed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_count(
+        &h.app,
+        "SELECT count(*) FROM outbox WHERE state = 'window_closed'",
+        |n| n > 0,
+        "the outbox row was not marked window_closed",
+    )
+    .await;
     settle().await;
     assert_eq!(h.graph.requests().len(), 1, "not retried");
     assert_eq!(h.app.count("SELECT count(*) FROM messages WHERE direction = 'outbound' AND status = 'window_closed'").await, 1);
@@ -509,11 +509,13 @@ async fn a_message_that_crashes_three_times_is_dead_lettered() {
     h.app
         .post_whatsapp(&notification(&[text("p2", "966500000010", "PANIC always")]))
         .await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while h.app.count("SELECT count(*) FROM dead_letters").await == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "no dead letter");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_count(
+        &h.app,
+        "SELECT count(*) FROM dead_letters",
+        |n| n > 0,
+        "no dead letter",
+    )
+    .await;
     settle().await;
     let (attempts, reason): (i32, String) =
         sqlx::query_as("SELECT attempts, reason FROM dead_letters")
@@ -529,14 +531,7 @@ async fn a_message_that_crashes_three_times_is_dead_lettered() {
         1
     );
     assert_eq!(h.graph.requests().len(), 0);
-    assert_eq!(
-        h.app
-            .count(
-                "SELECT count(*) FROM messages WHERE direction = 'inbound' AND processed_at IS NULL"
-            )
-            .await,
-        0
-    );
+    assert_eq!(h.app.count(UNPROCESSED).await, 0);
 }
 
 /// An idle conversation actor is passivated (no live actor), and the next message reactivates
@@ -590,13 +585,7 @@ async fn turns_wait_without_an_llm() {
         .await;
     settle().await;
     assert_eq!(app.count("SELECT count(*) FROM dead_letters").await, 0);
-    assert_eq!(
-        app.count(
-            "SELECT count(*) FROM messages WHERE direction = 'inbound' AND processed_at IS NULL"
-        )
-        .await,
-        1
-    );
+    assert_eq!(app.count(UNPROCESSED).await, 1);
     assert_eq!(
         app.count("SELECT count(*) FROM conversations WHERE needs_human")
             .await,
@@ -646,19 +635,13 @@ async fn an_escalated_conversation_gets_no_agent() {
     h.app
         .post_whatsapp(&notification(&[text("e2", "966500000013", "هل من رد؟")]))
         .await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while h
-        .app
-        .count("SELECT count(*) FROM messages WHERE direction = 'inbound' AND processed_at IS NULL")
-        .await
-        > 0
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the second message was never handed over"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_count(
+        &h.app,
+        UNPROCESSED,
+        |n| n == 0,
+        "the second message was never handed over",
+    )
+    .await;
     settle().await;
     assert_eq!(
         h.graph.delivered().len(),
