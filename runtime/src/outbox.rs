@@ -23,13 +23,38 @@ use crate::ids::{MessageId, TenantId};
 use crate::inbox::{Channel, apply_statuses};
 
 /// A channel account as a sender needs it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ChannelAccount {
     pub id: uuid::Uuid,
     /// WhatsApp `phone_number_id`, SMS number, email address.
     pub address: String,
     /// Provider credentials (access token, account sid, …).
     pub credentials: Value,
+}
+
+impl ChannelAccount {
+    /// From the columns of an outer join: `None` when there is no account.
+    pub fn from_row(
+        id: Option<uuid::Uuid>,
+        address: Option<String>,
+        credentials: Option<Value>,
+    ) -> Option<Self> {
+        Some(Self {
+            id: id?,
+            address: address?,
+            credentials: credentials?,
+        })
+    }
+}
+
+impl std::fmt::Debug for ChannelAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelAccount")
+            .field("id", &self.id)
+            .field("address", &self.address)
+            .field("credentials", &"[redacted]")
+            .finish()
+    }
 }
 
 /// Why a send failed, as far as the outbox is concerned.
@@ -190,7 +215,25 @@ type ClaimRow = (
     Option<Value>,
 );
 
-enum Outcome {
+/// An outbox row its holder may send now: claimed by a sweep, or committed already claimed by the
+/// turn that produced it (the fast path, which saves a claim round trip per message). Its
+/// `attempts` fences the recording: only the holder of this attempt may record its result.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub tenant: TenantId,
+    pub id: uuid::Uuid,
+    pub channel: String,
+    pub payload: Value,
+    pub attempts: i32,
+    pub message: Option<MessageId>,
+    pub key: String,
+    /// The tenant's account to send from; `None` when the tenant has none for the channel.
+    pub account: Option<ChannelAccount>,
+}
+
+/// How one attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
     Sent,
     Retry,
     Failed,
@@ -227,12 +270,72 @@ async fn send_one(
     else {
         return Ok(None);
     };
-    let account = match (account_id, address, credentials) {
-        (Some(id), Some(address), Some(credentials)) => Some((id, address, credentials)),
-        _ => None,
+    let row = Claimed {
+        tenant,
+        id,
+        channel,
+        payload,
+        attempts,
+        message,
+        key,
+        account: ChannelAccount::from_row(account_id, address, credentials),
     };
+    deliver(pool, senders, config, row).await.map(Some)
+}
 
-    let result = match (senders.get(&channel), account) {
+/// Sends rows a turn committed already claimed, in order (they are the parts of one reply). If
+/// one is not sent, the rest are released to the sweeps at once, which keep them behind it.
+pub async fn send_claimed(
+    pool: &PgPool,
+    senders: &Senders,
+    config: &OutboxConfig,
+    rows: Vec<Claimed>,
+) -> Result<()> {
+    let mut rows = rows.into_iter();
+    while let Some(row) = rows.next() {
+        if deliver(pool, senders, config, row).await? != Outcome::Sent {
+            let rest: Vec<Claimed> = rows.collect();
+            release(pool, &rest).await?;
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Gives claimed rows (of one tenant) back to the sweeps: due now, their unused attempt not
+/// counted.
+pub async fn release(pool: &PgPool, rows: &[Claimed]) -> Result<()> {
+    let Some(first) = rows.first() else {
+        return Ok(());
+    };
+    let (ids, attempts): (Vec<uuid::Uuid>, Vec<i32>) =
+        rows.iter().map(|r| (r.id, r.attempts)).unzip();
+    let mut tx = begin_tenant(pool, first.tenant).await?;
+    sqlx::query(
+        "UPDATE outbox o SET next_attempt_at = now(), attempts = o.attempts - 1
+         FROM unnest($1::uuid[], $2::int[]) AS r(id, attempts)
+         WHERE o.tenant_id = wasit_current_tenant() AND o.id = r.id
+           AND o.state = 'pending' AND o.attempts = r.attempts",
+    )
+    .bind(&ids)
+    .bind(&attempts)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Sends one claimed row and records the result, fenced by its attempt.
+async fn deliver(
+    pool: &PgPool,
+    senders: &Senders,
+    config: &OutboxConfig,
+    row: Claimed,
+) -> Result<Outcome> {
+    let (tenant, id, attempts, message, key) =
+        (row.tenant, row.id, row.attempts, row.message, row.key);
+    let (channel, payload) = (row.channel, row.payload);
+    let result = match (senders.get(&channel), row.account) {
         (None, _) => Err(SendFailure::Retryable {
             message: format!("no sender for the {channel} channel is configured"),
             retry_after: None,
@@ -240,17 +343,9 @@ async fn send_one(
         (_, None) => Err(SendFailure::Permanent {
             message: format!("the tenant has no {channel} account"),
         }),
-        (Some(sender), Some((id, address, credentials))) => {
+        (Some(sender), Some(account)) => {
             // A bound on the whole send (pacing included), so one stuck call cannot stall a sweep.
-            let send = sender.send(
-                ChannelAccount {
-                    id,
-                    address,
-                    credentials,
-                },
-                payload,
-                key.clone(),
-            );
+            let send = sender.send(account, payload, key.clone());
             tokio::time::timeout(config.send_timeout, send)
                 .await
                 .unwrap_or_else(|_| {
@@ -346,7 +441,7 @@ async fn send_one(
         }
     };
     tx.commit().await?;
-    Ok(Some(outcome))
+    Ok(outcome)
 }
 
 #[cfg(test)]

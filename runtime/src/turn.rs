@@ -13,6 +13,7 @@ use sqlx::PgPool;
 use crate::db::begin_tenant;
 use crate::error::{Error, Result};
 use crate::ids::{ContactId, ConversationId, MessageId, TenantId};
+use crate::outbox::{ChannelAccount, Claimed};
 
 /// How many earlier messages a turn shows the agent.
 pub const HISTORY_LIMIT: i64 = 30;
@@ -246,6 +247,10 @@ pub struct Applied {
     pub outbound: usize,
     /// The reply was not sent because a human owns the conversation (or it was escalated).
     pub suppressed: bool,
+    /// Outbox rows committed claimed by the caller, to send now ([`crate::outbox::send_claimed`]).
+    pub claimed: Vec<Claimed>,
+    /// Outbox rows committed for the sweeps (something earlier of the conversation is pending).
+    pub queued: bool,
 }
 
 /// Splits a reply for a channel's length limit, in characters.
@@ -253,11 +258,16 @@ pub type Splitter = fn(&str) -> Vec<String>;
 
 /// Commits a turn's outcome in one transaction. `answered` are the inbound messages the turn
 /// saw; only they are marked processed, so anything that arrived since gets a turn of its own.
+///
+/// With `claim` (a lease), the outbox rows are committed claimed by the caller for that long when
+/// nothing earlier of the conversation waits to be sent, and returned in [`Applied::claimed`]:
+/// the caller sends them at once. If it dies first, the sweeps send them when the lease ends.
 pub async fn apply(
     pool: &PgPool,
     input: &TurnInput,
     outcome: &TurnOutcome,
     split: Splitter,
+    claim: Option<std::time::Duration>,
 ) -> Result<Applied> {
     let mut tx = begin_tenant(pool, input.tenant.id).await?;
     let answered: Vec<MessageId> = input.new_messages.iter().map(|m| m.id).collect();
@@ -272,23 +282,43 @@ pub async fn apply(
              UPDATE messages SET processed_at = now()
              WHERE tenant_id = wasit_current_tenant() AND id = ANY($2) AND processed_at IS NULL
              RETURNING id)
-         SELECT conv.turn_seq, conv.owner_user_id, conv.status, conv.channel, conv.channel_account_id,
-                (SELECT count(*) FROM marked),
+         SELECT conv.turn_seq, conv.owner_user_id, conv.status, conv.channel,
+                (SELECT count(*) FROM marked) AS marked,
                 (SELECT provider_message_id FROM messages
-                  WHERE tenant_id = wasit_current_tenant() AND id = $3),
+                  WHERE tenant_id = wasit_current_tenant() AND id = $3) AS reply_to,
                 (SELECT i.kind || ':' || i.value FROM contact_identities i
                   WHERE i.tenant_id = wasit_current_tenant() AND i.contact_id = conv.contact_id
                     AND i.kind = ANY(CASE conv.channel WHEN 'whatsapp' THEN ARRAY['phone', 'whatsapp_bsuid']
                                                        WHEN 'sms' THEN ARRAY['phone'] ELSE ARRAY['email'] END)
-                  ORDER BY array_position(ARRAY['phone', 'whatsapp_bsuid', 'email'], i.kind) LIMIT 1)
-         FROM conv",
+                  ORDER BY array_position(ARRAY['phone', 'whatsapp_bsuid', 'email'], i.kind) LIMIT 1) AS identity,
+                EXISTS (SELECT 1 FROM outbox o
+                  WHERE o.tenant_id = wasit_current_tenant() AND o.conversation_id = $1
+                    AND o.state = 'pending') AS earlier_pending,
+                a.id AS account_id, a.address AS account_address, a.credentials AS account_credentials
+         FROM conv LEFT JOIN LATERAL (
+             SELECT id, address, credentials FROM channel_accounts
+             WHERE tenant_id = wasit_current_tenant() AND channel = conv.channel
+               AND (conv.channel_account_id IS NULL OR id = conv.channel_account_id)
+             ORDER BY created_at LIMIT 1) a ON true",
     )
     .bind(input.conversation)
     .bind(&answered)
     .bind(answered.last())
     .fetch_one(&mut *tx)
     .await?;
-    let (turn_seq, owner, status, channel, account, marked, reply_to, identity) = row;
+    let ApplyRow {
+        turn_seq,
+        owner_user_id: owner,
+        status,
+        channel,
+        marked,
+        reply_to,
+        identity,
+        earlier_pending,
+        account_id,
+        account_address,
+        account_credentials,
+    } = row;
     if usize::try_from(marked).ok() != Some(answered.len()) {
         // Another turn (another node, a recovered rerun, an actor of a merged contact) answered
         // some of these already: roll back rather than answer anything twice.
@@ -300,6 +330,8 @@ pub async fn apply(
     // While a human owns the conversation (or it waits for one), no agent sends anything.
     let suppressed = owner.is_some() || status == "escalated";
     let mut outbound = 0;
+    let mut claimed = Vec::new();
+    let mut queued = false;
     if !suppressed {
         let recipient = recipient(identity.as_deref(), &channel)?;
         let parts = outcome
@@ -307,30 +339,60 @@ pub async fn apply(
             .iter()
             .flat_map(|r| split(r))
             .filter(|p| !p.trim().is_empty());
+        // The fast path: when nothing earlier of this conversation is waiting to be sent, the
+        // rows are committed already claimed by this process, which sends them right after the
+        // commit. Otherwise the sweeps send them, in order, after what is waiting.
+        let lease = claim.filter(|_| !earlier_pending);
         for (i, part) in parts.enumerate() {
             let key = format!("{}:{turn_seq}:{i}", input.conversation);
             let payload = json!({
                 "type": "text",
                 "to": recipient,
                 "body": part,
-                "channel_account_id": account,
+                "channel_account_id": account_id,
                 "reply_to": if i == 0 { reply_to.clone() } else { None },
             });
-            sqlx::query(
+            let inserted: Option<(uuid::Uuid, i32, MessageId)> = sqlx::query_as(
                 "WITH message AS (
                      INSERT INTO messages (tenant_id, conversation_id, direction, channel, kind, body, status, processed_at)
                      VALUES (wasit_current_tenant(), $1, 'outbound', $2, 'text', $3, 'queued', now()) RETURNING id)
-                 INSERT INTO outbox (tenant_id, message_id, channel, idempotency_key, payload)
-                 SELECT wasit_current_tenant(), message.id, $2, $4, $5 FROM message
-                 ON CONFLICT (tenant_id, idempotency_key) DO NOTHING",
+                 INSERT INTO outbox (tenant_id, message_id, channel, idempotency_key, payload,
+                                     conversation_id, turn_seq, part, attempts, next_attempt_at)
+                 SELECT wasit_current_tenant(), message.id, $2, $4, $5, $1, $6, $7,
+                        CASE WHEN $8::float8 IS NULL THEN 0 ELSE 1 END,
+                        now() + make_interval(secs => coalesce($8::float8, 0))
+                 FROM message
+                 ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
+                 RETURNING id, attempts, message_id",
             )
             .bind(input.conversation)
             .bind(&channel)
             .bind(&part)
             .bind(&key)
             .bind(&payload)
-            .execute(&mut *tx)
+            .bind(turn_seq)
+            .bind(i32::try_from(i).unwrap_or(i32::MAX))
+            .bind(lease.map(|l| l.as_secs_f64()))
+            .fetch_optional(&mut *tx)
             .await?;
+            match inserted {
+                Some((id, attempts, message)) if lease.is_some() => claimed.push(Claimed {
+                    tenant: input.tenant.id,
+                    id,
+                    channel: channel.clone(),
+                    payload,
+                    attempts,
+                    message: Some(message),
+                    key,
+                    account: ChannelAccount::from_row(
+                        account_id,
+                        account_address.clone(),
+                        account_credentials.clone(),
+                    ),
+                }),
+                Some(_) => queued = true,
+                None => {}
+            }
             outbound += 1;
         }
     }
@@ -384,19 +446,25 @@ pub async fn apply(
         turn_seq,
         outbound,
         suppressed,
+        claimed,
+        queued,
     })
 }
 
-type ApplyRow = (
-    i64,
-    Option<uuid::Uuid>,
-    String,
-    String,
-    Option<uuid::Uuid>,
-    i64,
-    Option<String>,
-    Option<String>,
-);
+#[derive(sqlx::FromRow)]
+struct ApplyRow {
+    turn_seq: i64,
+    owner_user_id: Option<uuid::Uuid>,
+    status: String,
+    channel: String,
+    marked: i64,
+    reply_to: Option<String>,
+    identity: Option<String>,
+    earlier_pending: bool,
+    account_id: Option<uuid::Uuid>,
+    account_address: Option<String>,
+    account_credentials: Option<Value>,
+}
 
 /// Where replies go, from the contact's best identity for the channel (`kind:value`): for
 /// WhatsApp the phone's digits, else the BSUID; for SMS the phone; for email the address.

@@ -428,11 +428,18 @@ async fn a_committed_unsent_reply_is_sent_once_after_a_restart() {
         replies: vec!["تفضل العرض".into()],
         ..TurnOutcome::default()
     };
-    runtime::turn::apply(&h.app.test_db.db().app, &input, &outcome, |t| {
-        vec![t.to_owned()]
-    })
+    // As the runtime commits it: claimed by the committing process (here for one second), which
+    // died before sending. The next process sends it when the claim runs out.
+    let applied = runtime::turn::apply(
+        &h.app.test_db.db().app,
+        &input,
+        &outcome,
+        |t| vec![t.to_owned()],
+        Some(Duration::from_secs(1)),
+    )
     .await
     .unwrap();
+    assert_eq!(applied.claimed.len(), 1);
     assert_eq!(h.graph.requests().len(), 0);
 
     for _ in 0..2 {

@@ -248,9 +248,13 @@ async fn run_turn(
             )));
         }
     }
-    match turn::apply(&shared.pool, &input, &outcome, shared.config.split).await {
+    let lease = Some(shared.config.outbox.lease);
+    match turn::apply(&shared.pool, &input, &outcome, shared.config.split, lease).await {
         Ok(applied) => {
-            if applied.outbound > 0 {
+            if !applied.claimed.is_empty() {
+                shared.send_claimed(applied.claimed);
+            }
+            if applied.queued {
                 shared.wake_outbox();
             }
             TurnResult::Applied

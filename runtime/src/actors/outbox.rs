@@ -1,13 +1,19 @@
-//! OutboxDispatcher: sends committed outbox rows. Woken after every turn that queued a message and
-//! on a timer (for retries and for rows left by a crashed process). Sweeps run in a task, one at a
-//! time; a wake during a sweep schedules another.
+//! OutboxDispatcher: sends committed outbox rows, two ways.
+//! - The fast path: a turn commits its replies already claimed and hands them here
+//!   ([`DispatcherMsg::SendClaimed`]); they are sent at once, each reply in a task of its own.
+//! - Sweeps: rows that are due (retries, replies queued behind an earlier pending one, rows left
+//!   by a crashed process once their lease ends), found in PostgreSQL. Woken by turns that queued
+//!   rows and by a timer; one sweep at a time, and a wake during a sweep schedules another.
+//!
+//! Restart policy: the root restarts a failed dispatcher; sends in flight are tasks and finish on
+//! their own, and whatever a lost task held comes back to the sweeps when its lease ends.
 
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::root::Shared;
-use crate::outbox::{Senders, sweep};
+use crate::outbox::{Claimed, Senders, send_claimed, sweep};
 
 pub struct OutboxDispatcher;
 
@@ -21,6 +27,10 @@ pub struct DispatcherState {
 pub enum DispatcherMsg {
     Wake,
     SweepDone,
+    /// The parts of one reply, committed claimed by its turn: send them now, in order.
+    SendClaimed(Vec<Claimed>),
+    /// Answers once everything sent to the dispatcher before it has been taken up.
+    Flush(ractor::RpcReplyPort<()>),
 }
 
 impl Actor for OutboxDispatcher {
@@ -53,6 +63,21 @@ impl Actor for OutboxDispatcher {
         match msg {
             DispatcherMsg::Wake if state.sweeping => state.again = true,
             DispatcherMsg::Wake => start_sweep(&myself, state),
+            DispatcherMsg::SendClaimed(rows) => {
+                let (shared, senders) = (state.shared.clone(), state.senders.clone());
+                let guard = shared.sends.start();
+                tokio::spawn(async move {
+                    let _guard = guard;
+                    if let Err(e) =
+                        send_claimed(&shared.pool, &senders, &shared.config.outbox, rows).await
+                    {
+                        tracing::warn!(error = %e, "a send could not be recorded; the sweeps retry it after its lease");
+                    }
+                });
+            }
+            DispatcherMsg::Flush(reply) => {
+                let _ = reply.send(());
+            }
             DispatcherMsg::SweepDone => {
                 state.sweeping = false;
                 if std::mem::take(&mut state.again) {

@@ -6,6 +6,7 @@
 //! PostgreSQL — the same recovery that runs at start-up.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -31,9 +32,74 @@ pub struct Shared {
     pub turn_permits: tokio::sync::Semaphore,
     conversations: RwLock<Option<ActorRef<SupervisorMsg>>>,
     outbox: RwLock<Option<ActorRef<DispatcherMsg>>>,
+    /// Fast-path sends in flight, which a graceful shutdown waits for.
+    pub(super) sends: Arc<InFlight>,
+}
+
+/// Counts tasks in flight and wakes a waiter when none are left.
+#[derive(Default)]
+pub(super) struct InFlight {
+    count: AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// Held by a task in flight; dropping it ends the task's count.
+pub(super) struct InFlightGuard(Arc<InFlight>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+impl InFlight {
+    pub(super) fn start(self: &Arc<Self>) -> InFlightGuard {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        InFlightGuard(self.clone())
+    }
+
+    /// Waits until nothing is in flight, or `limit` has passed; true when nothing is.
+    async fn drained(&self, limit: Duration) -> bool {
+        let wait = async {
+            loop {
+                let notified = self.idle.notified();
+                if self.count.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(limit, wait).await.is_ok()
+    }
 }
 
 impl Shared {
+    /// Hands the claimed rows of a committed turn to the dispatcher, to send now. Without a
+    /// dispatcher (shutting down) they stay claimed, and the sweeps send them when the lease ends.
+    pub fn send_claimed(&self, rows: Vec<crate::outbox::Claimed>) {
+        let outbox = self.outbox.read().expect("outbox ref lock").clone();
+        let rows = match outbox {
+            Some(outbox) => match outbox.cast(DispatcherMsg::SendClaimed(rows)) {
+                Ok(()) => return,
+                Err(e) => match e {
+                    ractor::MessagingErr::SendErr(DispatcherMsg::SendClaimed(rows)) => rows,
+                    _ => return,
+                },
+            },
+            None => rows,
+        };
+        // Stopping: give the rows back to the sweeps of the next process, due at once.
+        let (pool, guard) = (self.pool.clone(), self.sends.start());
+        tokio::spawn(async move {
+            let _guard = guard;
+            if let Err(e) = crate::outbox::release(&pool, &rows).await {
+                tracing::warn!(error = %e, "claimed rows are sent after their lease ends");
+            }
+        });
+    }
+
     pub fn wake_outbox(&self) {
         if let Some(outbox) = self.outbox.read().expect("outbox ref lock").as_ref() {
             let _ = outbox.cast(DispatcherMsg::Wake);
@@ -239,6 +305,7 @@ impl Runtime {
             agents: AgentsHandle::default(),
             conversations: RwLock::new(None),
             outbox: RwLock::new(None),
+            sends: Arc::default(),
         });
         let (root, _) = Actor::spawn(
             None,
@@ -327,7 +394,16 @@ impl Runtime {
             .conversations
             .write()
             .expect("conversations ref lock") = None;
-        *self.shared.outbox.write().expect("outbox ref lock") = None;
+        // Turns that committed before this point have handed their replies to the dispatcher:
+        // let those sends finish (and be recorded) before the channels stop.
+        let dispatcher = self.shared.outbox.write().expect("outbox ref lock").take();
+        if let Some(dispatcher) = dispatcher {
+            // Everything already in its mailbox is taken up before this answer.
+            let _ = ractor::call_t!(dispatcher, DispatcherMsg::Flush, 5_000);
+        }
+        if !self.shared.sends.drained(Duration::from_secs(10)).await {
+            tracing::warn!("sends still in flight at shutdown; they are retried after their lease");
+        }
         self.root.stop(Some("shutdown".into()));
         let _ = tokio::time::timeout(Duration::from_secs(10), self.root.wait(None)).await;
     }
