@@ -5,10 +5,13 @@
 //!
 //! ```text
 //! cargo bench -p api --bench load -- [--rate 500] [--seconds 60] [--contacts 20000] [--actors 2000]
+//!                                     [--db embedded|server]
 //! ```
 //!
-//! It needs the test PostgreSQL server (`WASIT_TEST_DATABASE_URL`, default
-//! `postgres://postgres@127.0.0.1:5432/postgres`) and creates (then drops) a database of its own.
+//! `--db embedded` (the default) runs the server on its embedded PostgreSQL cluster in a fresh data
+//! dir, as `wasit serve` runs by default. `--db server` uses a database of its own on the test
+//! server (`WASIT_TEST_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`).
+//! Either is removed at the end unless `WASIT_BENCH_KEEP_DB=1` (to look at plans and sizes).
 //! Every request goes to 127.0.0.1; every loop is bounded in count and time.
 
 use std::io::{BufRead, BufReader};
@@ -29,6 +32,9 @@ struct Options {
     seconds: u64,
     contacts: u64,
     actors: u64,
+    /// `embedded` (the default deployment: wasit's own cluster under a fresh data dir) or
+    /// `server` (a database on the test server, `WASIT_TEST_DATABASE_URL`).
+    db: String,
 }
 
 fn options() -> Options {
@@ -45,6 +51,12 @@ fn options() -> Options {
         seconds: get("--seconds", 60),
         contacts: get("--contacts", 20_000),
         actors: get("--actors", 2_000),
+        db: args
+            .iter()
+            .position(|a| a == "--db")
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+            .unwrap_or_else(|| "embedded".to_owned()),
     }
 }
 
@@ -102,25 +114,89 @@ impl Drop for Server {
     }
 }
 
-fn wasit(db_url: &str, extra: &[(&str, String)]) -> Command {
+/// Where the server keeps its data.
+enum Db {
+    /// wasit's embedded cluster in this data dir.
+    Embedded(tempfile::TempDir),
+    /// A database of its own on the test server.
+    Server {
+        admin_url: String,
+        name: String,
+        url: String,
+    },
+}
+
+impl Db {
+    async fn create(kind: &str) -> Self {
+        if kind == "embedded" {
+            return Db::Embedded(tempfile::tempdir().expect("a temporary data dir"));
+        }
+        assert_eq!(kind, "server", "--db is embedded or server");
+        let admin_url = std::env::var("WASIT_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!("wasit_bench_{}", std::process::id());
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .expect("the test PostgreSQL server");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let mut url = url::Url::parse(&admin_url).unwrap();
+        url.set_path(&name);
+        Db::Server {
+            admin_url,
+            name,
+            url: url.to_string(),
+        }
+    }
+
+    fn configure(&self, cmd: &mut Command) {
+        match self {
+            Db::Embedded(dir) => cmd.env("WASIT_DATA_DIR", dir.path()),
+            Db::Server { url, .. } => cmd.env("DATABASE_URL", url),
+        };
+    }
+
+    async fn remove(self) {
+        let keep = std::env::var_os("WASIT_BENCH_KEEP_DB").is_some();
+        match self {
+            Db::Embedded(dir) if keep => {
+                println!("\nkept the data dir: {}", dir.keep().display());
+            }
+            Db::Embedded(dir) => drop(dir),
+            Db::Server { url, .. } if keep => println!("\nkept the database: {url}"),
+            Db::Server {
+                admin_url, name, ..
+            } => {
+                let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut admin)
+                    .await;
+            }
+        }
+    }
+}
+
+fn wasit(db: &Db, extra: &[(&str, String)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wasit"));
-    cmd.env("DATABASE_URL", db_url)
-        .env(
-            "WASIT_PROMPTS_DIR",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../prompts"),
-        )
-        .env("WASIT_JWT_SECRET", "bench-secret-that-is-at-least-32-bytes")
-        .env("WHATSAPP_APP_SECRET", APP_SECRET)
-        .env("WHATSAPP_VERIFY_TOKEN", "bench")
-        .env("RUST_LOG", "warn");
+    db.configure(&mut cmd);
+    cmd.env(
+        "WASIT_PROMPTS_DIR",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../prompts"),
+    )
+    .env("WASIT_JWT_SECRET", "bench-secret-that-is-at-least-32-bytes")
+    .env("WHATSAPP_APP_SECRET", APP_SECRET)
+    .env("WHATSAPP_VERIFY_TOKEN", "bench")
+    .env("RUST_LOG", "warn");
     for (k, v) in extra {
         cmd.env(k, v);
     }
     cmd
 }
 
-fn start_server(db_url: &str, extra: &[(&str, String)]) -> Server {
-    let mut child = wasit(db_url, extra)
+fn start_server(db: &Db, extra: &[(&str, String)]) -> Server {
+    let mut child = wasit(db, extra)
         .arg("serve")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -151,19 +227,7 @@ async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool)
 async fn main() {
     runtime::http::install_tls_provider();
     let o = options();
-    let admin_url = std::env::var("WASIT_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let db_name = format!("wasit_bench_{}", std::process::id());
-    let mut admin = sqlx::PgConnection::connect(&admin_url)
-        .await
-        .expect("the test PostgreSQL server");
-    sqlx::query(&format!("CREATE DATABASE {db_name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let mut db_url = url::Url::parse(&admin_url).unwrap();
-    db_url.set_path(&db_name);
-    let db_url = db_url.to_string();
+    let db = Db::create(&o.db).await;
 
     let llm = FakeLlm::start().await;
     llm.stop_recording();
@@ -184,7 +248,7 @@ async fn main() {
             "bench-token",
         ],
     ] {
-        let out = wasit(&db_url, &[]).args(&args).output().unwrap();
+        let out = wasit(&db, &[]).args(&args).output().unwrap();
         assert!(
             out.status.success(),
             "{}",
@@ -224,11 +288,11 @@ async fn main() {
             )
             .unwrap_or_default()
     );
-    println!("machine: {machine}");
+    println!("machine: {machine}; database: {}", o.db);
 
     // Phase 1: sustained load. Each notification is a new message from one of `contacts` contacts.
     {
-        let server = start_server(&db_url, &env("50", "600"));
+        let server = start_server(&db, &env("50", "600"));
         let post = |body: Vec<u8>| server.post(&client, body);
         let total = o.rate * o.seconds;
         let interval = Duration::from_secs_f64(1.0 / o.rate as f64);
@@ -309,7 +373,7 @@ async fn main() {
 
     // Phase 2: memory per live actor, and reactivation after passivation.
     {
-        let server = start_server(&db_url, &env("0", "3"));
+        let server = start_server(&db, &env("0", "3"));
         let pid = server.child.id();
         let post = |body: Vec<u8>| server.post(&client, body);
         // Warm up allocator and pools with one conversation, then measure.
@@ -407,9 +471,5 @@ async fn main() {
         );
     }
 
-    drop(admin);
-    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await;
+    db.remove().await;
 }

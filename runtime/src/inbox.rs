@@ -237,14 +237,8 @@ pub async fn store(
             continue;
         };
         let mut tx = begin_tenant(pool, tenant).await?;
-        let account: Option<uuid::Uuid> =
-            sqlx::query_scalar("SELECT id FROM channel_accounts WHERE tenant_id = wasit_current_tenant() AND channel = $1 AND address = $2")
-                .bind(batch.channel.as_str())
-                .bind(&batch.address)
-                .fetch_optional(&mut *tx)
-                .await?;
         for message in &batch.messages {
-            match store_message(&mut tx, tenant, batch.channel, account, message).await? {
+            match store_message(&mut tx, tenant, batch.channel, &batch.address, message).await? {
                 Some(accepted) if message.triggers_turn => outcome.accepted.push(accepted),
                 Some(_) => {}
                 None => outcome.duplicates += 1,
@@ -279,7 +273,7 @@ async fn store_message(
     tx: &mut TenantTx,
     tenant: TenantId,
     channel: Channel,
-    account: Option<uuid::Uuid>,
+    address: &str,
     m: &InboundMessage,
 ) -> Result<Option<Accepted>> {
     let mut pairs = m.from.pairs();
@@ -294,10 +288,13 @@ async fn store_message(
     for _ in 0..3 {
         let (outcome, contact, conversation, message, seq, merge): StoredRow = sqlx::query_as(
             "SELECT outcome, contact_id, conversation_id, message_id, seq, merge_ids
-             FROM wasit_store_inbound($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             FROM wasit_store_inbound($1,
+                 (SELECT id FROM channel_accounts
+                   WHERE tenant_id = wasit_current_tenant() AND channel = $1 AND address = $2),
+                 $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(channel.as_str())
-        .bind(account)
+        .bind(address)
         .bind(&kinds)
         .bind(&values)
         .bind(&m.from.display_name)

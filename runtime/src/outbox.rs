@@ -360,28 +360,36 @@ async fn deliver(
     let mut tx = begin_tenant(pool, tenant).await?;
     let outcome = match result {
         Ok(provider_id) => {
-            sqlx::query(
+            let channel = match channel.as_str() {
+                "sms" => Channel::Sms,
+                "email" => Channel::Email,
+                _ => Channel::Whatsapp,
+            };
+            // The row and its message, and whether a status overtook this answer.
+            let overtaken: bool = sqlx::query_scalar(
                 "WITH sent AS (
                      UPDATE outbox SET state = 'sent', provider_message_id = $2, sent_at = now(), last_error = NULL
                      WHERE tenant_id = wasit_current_tenant() AND id = $1
                        AND state = 'pending' AND attempts = $3
-                     RETURNING message_id)
-                 UPDATE messages SET provider_message_id = $2,
-                     status = CASE WHEN coalesce(wasit_status_rank(status), 0) < 1 THEN 'sent' ELSE status END
-                 WHERE tenant_id = wasit_current_tenant() AND id = (SELECT message_id FROM sent)",
+                     RETURNING message_id),
+                 message AS (
+                     UPDATE messages SET provider_message_id = $2,
+                         status = CASE WHEN coalesce(wasit_status_rank(status), 0) < 1 THEN 'sent' ELSE status END
+                     WHERE tenant_id = wasit_current_tenant() AND id = (SELECT message_id FROM sent)
+                     RETURNING id)
+                 SELECT EXISTS (SELECT 1 FROM message_statuses
+                                WHERE tenant_id = wasit_current_tenant() AND channel = $4
+                                  AND provider_message_id = $2)
+                        AND EXISTS (SELECT 1 FROM message)",
             )
             .bind(id)
             .bind(&provider_id)
             .bind(attempts)
-            .execute(&mut *tx)
+            .bind(channel.as_str())
+            .fetch_one(&mut *tx)
             .await?;
-            if message.is_some() {
-                let channel = match channel.as_str() {
-                    "sms" => Channel::Sms,
-                    "email" => Channel::Email,
-                    _ => Channel::Whatsapp,
-                };
-                // Statuses that overtook this answer are applied now.
+            if overtaken && message.is_some() {
+                // Statuses that arrived before this answer are applied now.
                 apply_statuses(&mut tx, channel, &provider_id).await?;
             }
             tracing::debug!(%tenant, outbox = %id, key, "sent");

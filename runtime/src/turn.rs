@@ -141,27 +141,34 @@ pub async fn load_input(
     conversation: ConversationId,
 ) -> Result<std::result::Result<TurnInput, Skip>> {
     let mut tx = begin_tenant(pool, tenant).await?;
-    let (slug, name, contact_id, contact_name, locale, agent, human): (
-        String,
-        String,
-        ContactId,
-        Option<String>,
-        Option<String>,
-        String,
-        bool,
-    ) = sqlx::query_as(
-        "SELECT t.slug, t.name, c.id, c.display_name, c.locale, v.active_agent,
-                v.owner_user_id IS NOT NULL OR v.status = 'escalated'
-             FROM conversations v
-             JOIN contacts c ON c.tenant_id = v.tenant_id AND c.id = v.contact_id
-             JOIN tenants t ON t.id = v.tenant_id
-             WHERE v.tenant_id = wasit_current_tenant() AND v.id = $1",
+    // One round trip: the conversation, its unprocessed inbound messages and the history before
+    // the first of them.
+    let row: Option<InputRow> = sqlx::query_as(
+        "WITH new AS (
+             SELECT id, seq, kind, body FROM messages
+             WHERE tenant_id = wasit_current_tenant() AND conversation_id = $1
+               AND direction = 'inbound' AND processed_at IS NULL)
+         SELECT t.slug, t.name, c.id AS contact_id, c.display_name, c.locale, v.active_agent,
+                v.owner_user_id IS NOT NULL OR v.status = 'escalated' AS human,
+                (SELECT coalesce(jsonb_agg(jsonb_build_array(n.id, n.seq, n.kind, n.body) ORDER BY n.seq), '[]')
+                   FROM new n) AS new_messages,
+                (SELECT coalesce(jsonb_agg(jsonb_build_array(h.direction, h.body, h.kind) ORDER BY h.seq), '[]')
+                   FROM (SELECT seq, direction, body, kind FROM messages
+                         WHERE tenant_id = wasit_current_tenant() AND conversation_id = $1
+                           AND seq < (SELECT coalesce(min(seq), 0) FROM new)
+                           AND (direction = 'outbound' OR processed_at IS NOT NULL)
+                         ORDER BY seq DESC LIMIT $2) h) AS history
+         FROM conversations v
+         JOIN contacts c ON c.tenant_id = v.tenant_id AND c.id = v.contact_id
+         JOIN tenants t ON t.id = v.tenant_id
+         WHERE v.tenant_id = wasit_current_tenant() AND v.id = $1",
     )
     .bind(conversation)
+    .bind(HISTORY_LIMIT)
     .fetch_optional(&mut *tx)
-    .await?
-    .ok_or(Error::NotFound("conversation"))?;
-    if human {
+    .await?;
+    let row = row.ok_or(Error::NotFound("conversation"))?;
+    if row.human {
         // While a human owns the conversation, no agent runs (and no LLM is called).
         let handed = sqlx::query(
             "UPDATE messages SET processed_at = now()
@@ -178,45 +185,25 @@ pub async fn load_input(
             Skip::NothingNew
         }));
     }
-    let new_rows: Vec<(MessageId, i64, String, Option<String>)> = sqlx::query_as(
-        "SELECT id, seq, kind, body FROM messages
-         WHERE tenant_id = wasit_current_tenant() AND conversation_id = $1
-           AND direction = 'inbound' AND processed_at IS NULL
-         ORDER BY seq",
-    )
-    .bind(conversation)
-    .fetch_all(&mut *tx)
-    .await?;
+    tx.commit().await?;
+    let sqlx::types::Json(new_rows) = row.new_messages;
     if new_rows.is_empty() {
         return Ok(Err(Skip::NothingNew));
     }
-    let first_new = new_rows[0].1;
-    let mut history: Vec<(String, Option<String>, String)> = sqlx::query_as(
-        "SELECT direction, body, kind FROM messages
-         WHERE tenant_id = wasit_current_tenant() AND conversation_id = $1 AND seq < $2
-           AND (direction = 'outbound' OR processed_at IS NOT NULL)
-         ORDER BY seq DESC LIMIT $3",
-    )
-    .bind(conversation)
-    .bind(first_new)
-    .bind(HISTORY_LIMIT)
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    history.reverse();
+    let sqlx::types::Json(history) = row.history;
     Ok(Ok(TurnInput {
         tenant: TenantInfo {
             id: tenant,
-            slug,
-            name,
+            slug: row.slug,
+            name: row.name,
         },
         contact: ContactInfo {
-            id: contact_id,
-            name: contact_name,
-            locale,
+            id: row.contact_id,
+            name: row.display_name,
+            locale: row.locale,
         },
         conversation,
-        agent,
+        agent: row.active_agent,
         history: history
             .into_iter()
             .map(|(direction, body, kind)| HistoryItem {
@@ -239,6 +226,26 @@ pub async fn load_input(
             .collect(),
     }))
 }
+
+#[derive(sqlx::FromRow)]
+struct InputRow {
+    slug: String,
+    name: String,
+    contact_id: ContactId,
+    display_name: Option<String>,
+    locale: Option<String>,
+    active_agent: String,
+    human: bool,
+    /// Each unprocessed inbound message, in order.
+    new_messages: sqlx::types::Json<Vec<NewRow>>,
+    /// Each earlier message, oldest first.
+    history: sqlx::types::Json<Vec<HistoryRow>>,
+}
+
+/// `[id, seq, kind, body]`
+type NewRow = (MessageId, i64, String, Option<String>);
+/// `[direction, body, kind]`
+type HistoryRow = (String, Option<String>, String);
 
 /// What [`apply`] committed.
 #[derive(Debug, Clone, Default)]
@@ -329,71 +336,29 @@ pub async fn apply(
 
     // While a human owns the conversation (or it waits for one), no agent sends anything.
     let suppressed = owner.is_some() || status == "escalated";
-    let mut outbound = 0;
-    let mut claimed = Vec::new();
-    let mut queued = false;
+    let mut parts = Vec::new();
     if !suppressed {
         let recipient = recipient(identity.as_deref(), &channel)?;
-        let parts = outcome
+        let texts = outcome
             .replies
             .iter()
             .flat_map(|r| split(r))
             .filter(|p| !p.trim().is_empty());
-        // The fast path: when nothing earlier of this conversation is waiting to be sent, the
-        // rows are committed already claimed by this process, which sends them right after the
-        // commit. Otherwise the sweeps send them, in order, after what is waiting.
-        let lease = claim.filter(|_| !earlier_pending);
-        for (i, part) in parts.enumerate() {
-            let key = format!("{}:{turn_seq}:{i}", input.conversation);
+        for (i, body) in texts.enumerate() {
             let payload = json!({
                 "type": "text",
                 "to": recipient,
-                "body": part,
+                "body": body,
                 "channel_account_id": account_id,
                 "reply_to": if i == 0 { reply_to.clone() } else { None },
             });
-            let inserted: Option<(uuid::Uuid, i32, MessageId)> = sqlx::query_as(
-                "WITH message AS (
-                     INSERT INTO messages (tenant_id, conversation_id, direction, channel, kind, body, status, processed_at)
-                     VALUES (wasit_current_tenant(), $1, 'outbound', $2, 'text', $3, 'queued', now()) RETURNING id)
-                 INSERT INTO outbox (tenant_id, message_id, channel, idempotency_key, payload,
-                                     conversation_id, turn_seq, part, attempts, next_attempt_at)
-                 SELECT wasit_current_tenant(), message.id, $2, $4, $5, $1, $6, $7,
-                        CASE WHEN $8::float8 IS NULL THEN 0 ELSE 1 END,
-                        now() + make_interval(secs => coalesce($8::float8, 0))
-                 FROM message
-                 ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
-                 RETURNING id, attempts, message_id",
-            )
-            .bind(input.conversation)
-            .bind(&channel)
-            .bind(&part)
-            .bind(&key)
-            .bind(&payload)
-            .bind(turn_seq)
-            .bind(i32::try_from(i).unwrap_or(i32::MAX))
-            .bind(lease.map(|l| l.as_secs_f64()))
-            .fetch_optional(&mut *tx)
-            .await?;
-            match inserted {
-                Some((id, attempts, message)) if lease.is_some() => claimed.push(Claimed {
-                    tenant: input.tenant.id,
-                    id,
-                    channel: channel.clone(),
-                    payload,
-                    attempts,
-                    message: Some(message),
-                    key,
-                    account: ChannelAccount::from_row(
-                        account_id,
-                        account_address.clone(),
-                        account_credentials.clone(),
-                    ),
-                }),
-                Some(_) => queued = true,
-                None => {}
-            }
-            outbound += 1;
+            parts.push(Part {
+                message: MessageId(uuid::Uuid::new_v4()),
+                number: i32::try_from(i).unwrap_or(i32::MAX),
+                key: format!("{}:{turn_seq}:{i}", input.conversation),
+                body,
+                payload,
+            });
         }
     }
     for action in &outcome.actions {
@@ -417,11 +382,34 @@ pub async fn apply(
             }
         }
     }
+    // The fast path: when nothing earlier of this conversation is waiting to be sent, the rows
+    // are committed already claimed by this process, which sends them right after the commit.
+    // Otherwise the sweeps send them, in order, after what is waiting.
+    let lease = claim.filter(|_| !earlier_pending);
+    let outbound = parts.len();
+    // The outbound messages, their outbox rows and the audit row: one statement.
     let a = &outcome.audit;
-    sqlx::query(
-        "INSERT INTO ai_conversations (tenant_id, conversation_id, turn_seq, agent, prompt_version, model,
-                                       tokens_in, tokens_out, latency_ms, tool_calls, outcome)
-         VALUES (wasit_current_tenant(), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    let inserted: Vec<(uuid::Uuid, i32, MessageId)> = sqlx::query_as(
+        "WITH part AS (
+             SELECT * FROM unnest($11::uuid[], $12::int[], $13::text[], $14::text[], $15::jsonb[])
+                 AS p(message_id, number, key, body, payload)),
+         message AS (
+             INSERT INTO messages (id, tenant_id, conversation_id, direction, channel, kind, body, status, processed_at)
+             SELECT p.message_id, wasit_current_tenant(), $1, 'outbound', $16, 'text', p.body, 'queued', now()
+             FROM part p ORDER BY p.number
+             RETURNING id),
+         audit AS (
+             INSERT INTO ai_conversations (tenant_id, conversation_id, turn_seq, agent, prompt_version, model,
+                                           tokens_in, tokens_out, latency_ms, tool_calls, outcome)
+             VALUES (wasit_current_tenant(), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10))
+         INSERT INTO outbox (tenant_id, message_id, channel, idempotency_key, payload,
+                             conversation_id, turn_seq, part, attempts, next_attempt_at)
+         SELECT wasit_current_tenant(), m.id, $16, p.key, p.payload, $1, $2, p.number,
+                CASE WHEN $17::float8 IS NULL THEN 0 ELSE 1 END,
+                now() + make_interval(secs => coalesce($17::float8, 0))
+         FROM part p JOIN message m ON m.id = p.message_id
+         ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
+         RETURNING id, attempts, message_id",
     )
     .bind(input.conversation)
     .bind(turn_seq)
@@ -439,8 +427,34 @@ pub async fn apply(
         "actions": outcome.actions,
         "answered": answered,
     }))
-    .execute(&mut *tx)
+    .bind(parts.iter().map(|p| p.message.0).collect::<Vec<_>>())
+    .bind(parts.iter().map(|p| p.number).collect::<Vec<_>>())
+    .bind(parts.iter().map(|p| p.key.as_str()).collect::<Vec<_>>())
+    .bind(parts.iter().map(|p| p.body.as_str()).collect::<Vec<_>>())
+    .bind(parts.iter().map(|p| &p.payload).collect::<Vec<_>>())
+    .bind(&channel)
+    .bind(lease.map(|l| l.as_secs_f64()))
+    .fetch_all(&mut *tx)
     .await?;
+    let queued = lease.is_none() && !inserted.is_empty();
+    let mut claimed = Vec::new();
+    if lease.is_some() {
+        let account = ChannelAccount::from_row(account_id, account_address, account_credentials);
+        for part in parts {
+            if let Some((id, attempts, _)) = inserted.iter().find(|(.., m)| *m == part.message) {
+                claimed.push(Claimed {
+                    tenant: input.tenant.id,
+                    id: *id,
+                    channel: channel.clone(),
+                    payload: part.payload,
+                    attempts: *attempts,
+                    message: Some(part.message),
+                    key: part.key,
+                    account: account.clone(),
+                });
+            }
+        }
+    }
     tx.commit().await?;
     Ok(Applied {
         turn_seq,
@@ -449,6 +463,15 @@ pub async fn apply(
         claimed,
         queued,
     })
+}
+
+/// One outbound message of a turn, before it is stored.
+struct Part {
+    message: MessageId,
+    number: i32,
+    key: String,
+    body: String,
+    payload: Value,
 }
 
 #[derive(sqlx::FromRow)]
