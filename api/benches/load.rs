@@ -263,7 +263,10 @@ async fn main() {
             ("WHATSAPP_GRAPH_URL", graph.url()),
             ("WASIT_DEBOUNCE_MS", debounce.to_owned()),
             ("WASIT_IDLE_SECS", idle.to_owned()),
-            ("WASIT_DB_POOL_SIZE", "32".to_owned()),
+            (
+                "WASIT_DB_POOL_SIZE",
+                std::env::var("XWPOOL").unwrap_or("32".into()),
+            ),
             // An upgraded business number: WhatsApp's 1,000 messages/s tier.
             ("WASIT_WHATSAPP_RATE", "1000".to_owned()),
         ]

@@ -213,6 +213,11 @@ pub async fn store(
     batches: Vec<Batch>,
     rejects: Vec<Unroutable>,
 ) -> Result<StoreOutcome> {
+    if let ([batch], []) = (batches.as_slice(), rejects.as_slice())
+        && let Some(outcome) = receive_one(pool, batch).await?
+    {
+        return Ok(outcome);
+    }
     let mut outcome = StoreOutcome::default();
     for reject in rejects {
         insert_unroutable(pool, &reject).await?;
@@ -253,6 +258,79 @@ pub async fn store(
     Ok(outcome)
 }
 
+/// The common case in one round trip: a batch of one message and nothing else, stored with its
+/// tenant resolved in the same statement (`wasit_receive_inbound`). `None` when the batch needs
+/// the transactional path: more than one message, statuses, an address no tenant owns, or
+/// contacts to merge (the function wrote nothing then).
+async fn receive_one(pool: &PgPool, batch: &Batch) -> Result<Option<StoreOutcome>> {
+    let ([m], []) = (batch.messages.as_slice(), batch.statuses.as_slice()) else {
+        return Ok(None);
+    };
+    let Some((kinds, values)) = identity_arrays(&m.from) else {
+        return Ok(None);
+    };
+    let (tenant, outcome, contact, conversation, message, seq): ReceivedRow = sqlx::query_as(
+        "SELECT tenant_id, outcome, contact_id, conversation_id, message_id, seq
+         FROM wasit_receive_inbound($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(batch.channel.as_str())
+    .bind(&batch.address)
+    .bind(&kinds)
+    .bind(&values)
+    .bind(&m.from.display_name)
+    .bind(&m.provider_message_id)
+    .bind(m.kind.as_str())
+    .bind(&m.body)
+    .bind(&m.payload)
+    .bind(m.provider_timestamp)
+    .bind(m.triggers_turn)
+    .fetch_one(pool)
+    .await?;
+    let mut done = StoreOutcome::default();
+    match (
+        outcome.as_str(),
+        tenant,
+        contact,
+        conversation,
+        message,
+        seq,
+    ) {
+        ("stored", Some(tenant), Some(contact), Some(conversation), Some(message), Some(seq)) => {
+            if m.triggers_turn {
+                done.accepted.push(Accepted {
+                    tenant,
+                    contact,
+                    conversation,
+                    message,
+                    seq,
+                });
+            }
+        }
+        ("duplicate", ..) => done.duplicates = 1,
+        _ => return Ok(None),
+    }
+    Ok(Some(done))
+}
+
+type ReceivedRow = (
+    Option<TenantId>,
+    String,
+    Option<ContactId>,
+    Option<ConversationId>,
+    Option<MessageId>,
+    Option<i64>,
+);
+
+/// A sender's identities as parallel, sorted arrays of kinds and values; `None` without any.
+fn identity_arrays(from: &ContactIdentity) -> Option<(Vec<&str>, Vec<&str>)> {
+    let mut pairs = from.pairs();
+    if pairs.is_empty() {
+        return None;
+    }
+    pairs.sort_unstable();
+    Some(pairs.into_iter().unzip())
+}
+
 async fn insert_unroutable(pool: &PgPool, u: &Unroutable) -> Result<()> {
     sqlx::query(
         "INSERT INTO unroutable_events (channel, address, reason, payload) VALUES ($1, $2, $3, $4)",
@@ -276,15 +354,8 @@ async fn store_message(
     address: &str,
     m: &InboundMessage,
 ) -> Result<Option<Accepted>> {
-    let mut pairs = m.from.pairs();
-    if pairs.is_empty() {
-        return Err(Error::Invalid(
-            "a message without any sender identity".into(),
-        ));
-    }
-    pairs.sort_unstable();
-    let kinds: Vec<&str> = pairs.iter().map(|(k, _)| *k).collect();
-    let values: Vec<&str> = pairs.iter().map(|(_, v)| *v).collect();
+    let (kinds, values) = identity_arrays(&m.from)
+        .ok_or_else(|| Error::Invalid("a message without any sender identity".into()))?;
     for _ in 0..3 {
         let (outcome, contact, conversation, message, seq, merge): StoredRow = sqlx::query_as(
             "SELECT outcome, contact_id, conversation_id, message_id, seq, merge_ids

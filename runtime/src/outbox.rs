@@ -150,6 +150,140 @@ pub fn backoff(config: &OutboxConfig, attempts: i32, retry_after: Option<Duratio
     retry_after.map_or(jittered, |r| jittered.max(r))
 }
 
+/// What sending needs: the pool, the channels' senders, the policy, and the recorder that
+/// writes successful sends down in batches. Cheap to clone; the recorder stops when the last
+/// clone is dropped.
+#[derive(Clone)]
+pub struct Dispatch {
+    pub pool: PgPool,
+    pub senders: Senders,
+    pub config: OutboxConfig,
+    recorder: Recorder,
+}
+
+impl std::fmt::Debug for Dispatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatch")
+            .field("senders", &self.senders)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Dispatch {
+    /// Starts the recorder; call inside a Tokio runtime.
+    pub fn new(pool: PgPool, senders: Senders, config: OutboxConfig) -> Self {
+        let recorder = Recorder::start(pool.clone());
+        Self {
+            pool,
+            senders,
+            config,
+            recorder,
+        }
+    }
+}
+
+/// A send the provider accepted, to be recorded.
+#[derive(Debug)]
+struct Sent {
+    tenant: TenantId,
+    id: uuid::Uuid,
+    attempts: i32,
+    provider_id: String,
+}
+
+type RecordRequest = (Sent, tokio::sync::oneshot::Sender<Result<()>>);
+
+/// Records accepted sends. Each sender waits for its own record, but sends that finish while a
+/// record is being written are written together by the next one (one transaction per tenant),
+/// so under load the cost per send falls instead of the queue growing.
+#[derive(Clone)]
+struct Recorder(tokio::sync::mpsc::UnboundedSender<RecordRequest>);
+
+/// Sends recorded in one statement at most.
+const RECORD_BATCH: usize = 256;
+
+impl Recorder {
+    fn start(pool: PgPool) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<RecordRequest>();
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(RECORD_BATCH);
+            while rx.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+                let mut by_tenant: HashMap<TenantId, Vec<RecordRequest>> = HashMap::new();
+                for request in batch.drain(..) {
+                    by_tenant.entry(request.0.tenant).or_default().push(request);
+                }
+                for (tenant, requests) in by_tenant {
+                    let sends: Vec<&Sent> = requests.iter().map(|(s, _)| s).collect();
+                    let result = record_sent(&pool, tenant, &sends).await;
+                    for (_, reply) in requests {
+                        let _ = reply.send(match &result {
+                            Ok(()) => Ok(()),
+                            Err(e) => Err(crate::Error::Unavailable(format!(
+                                "the send could not be recorded: {e}"
+                            ))),
+                        });
+                    }
+                }
+            }
+        });
+        Self(tx)
+    }
+
+    async fn record(&self, sent: Sent) -> Result<()> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.0
+            .send((sent, reply))
+            .map_err(|_| crate::Error::Unavailable("the outbox recorder has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| crate::Error::Unavailable("the outbox recorder has stopped".into()))?
+    }
+}
+
+/// Marks sends of one tenant sent, fenced by their attempts, with their messages' provider ids;
+/// applies statuses that overtook the answers.
+async fn record_sent(pool: &PgPool, tenant: TenantId, sends: &[&Sent]) -> Result<()> {
+    let mut tx = begin_tenant(pool, tenant).await?;
+    let overtaken: Vec<(String, String)> = sqlx::query_as(
+        "WITH r AS (
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[]) AS r(id, provider_id, attempts)),
+         sent AS (
+             UPDATE outbox o SET state = 'sent', provider_message_id = r.provider_id, sent_at = now(),
+                                 last_error = NULL
+             FROM r
+             WHERE o.tenant_id = wasit_current_tenant() AND o.id = r.id
+               AND o.state = 'pending' AND o.attempts = r.attempts
+             RETURNING o.message_id, o.provider_message_id),
+         message AS (
+             UPDATE messages m SET provider_message_id = s.provider_message_id,
+                 status = CASE WHEN coalesce(wasit_status_rank(m.status), 0) < 1 THEN 'sent' ELSE m.status END
+             FROM sent s
+             WHERE m.tenant_id = wasit_current_tenant() AND m.id = s.message_id
+             RETURNING m.channel, m.provider_message_id)
+         SELECT m.channel, m.provider_message_id FROM message m
+         WHERE EXISTS (SELECT 1 FROM message_statuses st
+                       WHERE st.tenant_id = wasit_current_tenant() AND st.channel = m.channel
+                         AND st.provider_message_id = m.provider_message_id)",
+    )
+    .bind(sends.iter().map(|s| s.id).collect::<Vec<_>>())
+    .bind(sends.iter().map(|s| s.provider_id.as_str()).collect::<Vec<_>>())
+    .bind(sends.iter().map(|s| s.attempts).collect::<Vec<_>>())
+    .fetch_all(&mut *tx)
+    .await?;
+    for (channel, provider_id) in overtaken {
+        // Statuses that arrived before the send's own answer are applied now.
+        let channel = match channel.as_str() {
+            "sms" => Channel::Sms,
+            "email" => Channel::Email,
+            _ => Channel::Whatsapp,
+        };
+        apply_statuses(&mut tx, channel, &provider_id).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
 /// What a sweep did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SweepStats {
@@ -159,7 +293,8 @@ pub struct SweepStats {
 }
 
 /// Sends every row that is due now, `config.concurrency` at a time.
-pub async fn sweep(pool: &PgPool, senders: &Senders, config: &OutboxConfig) -> Result<SweepStats> {
+pub async fn sweep(d: &Dispatch) -> Result<SweepStats> {
+    let (pool, config) = (&d.pool, &d.config);
     let mut stats = SweepStats::default();
     loop {
         let due: Vec<(TenantId, uuid::Uuid)> =
@@ -173,11 +308,10 @@ pub async fn sweep(pool: &PgPool, senders: &Senders, config: &OutboxConfig) -> R
         let limit = Arc::new(tokio::sync::Semaphore::new(config.concurrency));
         let mut tasks = tokio::task::JoinSet::new();
         for (tenant, id) in due {
-            let (pool, senders, config, limit) =
-                (pool.clone(), senders.clone(), config.clone(), limit.clone());
+            let (d, limit) = (d.clone(), limit.clone());
             tasks.spawn(async move {
                 let _permit = limit.acquire_owned().await;
-                send_one(&pool, &senders, &config, tenant, id).await
+                send_one(&d, tenant, id).await
             });
         }
         let mut progressed = false;
@@ -239,13 +373,8 @@ pub enum Outcome {
     Failed,
 }
 
-async fn send_one(
-    pool: &PgPool,
-    senders: &Senders,
-    config: &OutboxConfig,
-    tenant: TenantId,
-    id: uuid::Uuid,
-) -> Result<Option<Outcome>> {
+async fn send_one(d: &Dispatch, tenant: TenantId, id: uuid::Uuid) -> Result<Option<Outcome>> {
+    let (pool, config) = (&d.pool, &d.config);
     // Claim: one sender at a time, for the length of the lease.
     let mut tx = begin_tenant(pool, tenant).await?;
     let claimed: Option<ClaimRow> = sqlx::query_as(
@@ -280,22 +409,17 @@ async fn send_one(
         key,
         account: ChannelAccount::from_row(account_id, address, credentials),
     };
-    deliver(pool, senders, config, row).await.map(Some)
+    deliver(d, row).await.map(Some)
 }
 
 /// Sends rows a turn committed already claimed, in order (they are the parts of one reply). If
 /// one is not sent, the rest are released to the sweeps at once, which keep them behind it.
-pub async fn send_claimed(
-    pool: &PgPool,
-    senders: &Senders,
-    config: &OutboxConfig,
-    rows: Vec<Claimed>,
-) -> Result<()> {
+pub async fn send_claimed(d: &Dispatch, rows: Vec<Claimed>) -> Result<()> {
     let mut rows = rows.into_iter();
     while let Some(row) = rows.next() {
-        if deliver(pool, senders, config, row).await? != Outcome::Sent {
+        if deliver(d, row).await? != Outcome::Sent {
             let rest: Vec<Claimed> = rows.collect();
-            release(pool, &rest).await?;
+            release(&d.pool, &rest).await?;
             break;
         }
     }
@@ -326,12 +450,8 @@ pub async fn release(pool: &PgPool, rows: &[Claimed]) -> Result<()> {
 }
 
 /// Sends one claimed row and records the result, fenced by its attempt.
-async fn deliver(
-    pool: &PgPool,
-    senders: &Senders,
-    config: &OutboxConfig,
-    row: Claimed,
-) -> Result<Outcome> {
+async fn deliver(d: &Dispatch, row: Claimed) -> Result<Outcome> {
+    let (pool, senders, config) = (&d.pool, &d.senders, &d.config);
     let (tenant, id, attempts, message, key) =
         (row.tenant, row.id, row.attempts, row.message, row.key);
     let (channel, payload) = (row.channel, row.payload);
@@ -357,48 +477,28 @@ async fn deliver(
         }
     };
 
+    let result = match result {
+        Ok(provider_id) => {
+            // Recorded with whatever else was sent meanwhile: one statement for many sends.
+            d.recorder
+                .record(Sent {
+                    tenant,
+                    id,
+                    attempts,
+                    provider_id,
+                })
+                .await?;
+            tracing::debug!(%tenant, outbox = %id, key, "sent");
+            return Ok(Outcome::Sent);
+        }
+        Err(failure) => failure,
+    };
     let mut tx = begin_tenant(pool, tenant).await?;
     let outcome = match result {
-        Ok(provider_id) => {
-            let channel = match channel.as_str() {
-                "sms" => Channel::Sms,
-                "email" => Channel::Email,
-                _ => Channel::Whatsapp,
-            };
-            // The row and its message, and whether a status overtook this answer.
-            let overtaken: bool = sqlx::query_scalar(
-                "WITH sent AS (
-                     UPDATE outbox SET state = 'sent', provider_message_id = $2, sent_at = now(), last_error = NULL
-                     WHERE tenant_id = wasit_current_tenant() AND id = $1
-                       AND state = 'pending' AND attempts = $3
-                     RETURNING message_id),
-                 message AS (
-                     UPDATE messages SET provider_message_id = $2,
-                         status = CASE WHEN coalesce(wasit_status_rank(status), 0) < 1 THEN 'sent' ELSE status END
-                     WHERE tenant_id = wasit_current_tenant() AND id = (SELECT message_id FROM sent)
-                     RETURNING id)
-                 SELECT EXISTS (SELECT 1 FROM message_statuses
-                                WHERE tenant_id = wasit_current_tenant() AND channel = $4
-                                  AND provider_message_id = $2)
-                        AND EXISTS (SELECT 1 FROM message)",
-            )
-            .bind(id)
-            .bind(&provider_id)
-            .bind(attempts)
-            .bind(channel.as_str())
-            .fetch_one(&mut *tx)
-            .await?;
-            if overtaken && message.is_some() {
-                // Statuses that arrived before this answer are applied now.
-                apply_statuses(&mut tx, channel, &provider_id).await?;
-            }
-            tracing::debug!(%tenant, outbox = %id, key, "sent");
-            Outcome::Sent
-        }
-        Err(SendFailure::Retryable {
+        SendFailure::Retryable {
             message: reason,
             retry_after,
-        }) if attempts < config.max_attempts => {
+        } if attempts < config.max_attempts => {
             let delay = backoff(config, attempts, retry_after);
             sqlx::query(
                 "UPDATE outbox SET next_attempt_at = now() + make_interval(secs => $2), last_error = $3
@@ -413,7 +513,7 @@ async fn deliver(
             tracing::info!(%tenant, outbox = %id, attempts, ?delay, reason, "send will be retried");
             Outcome::Retry
         }
-        Err(failure) => {
+        failure => {
             let (state, reason) = match failure {
                 SendFailure::WindowClosed { message } => ("window_closed", message),
                 SendFailure::Permanent { message } => ("failed", message),

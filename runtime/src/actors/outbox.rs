@@ -13,13 +13,13 @@ use std::sync::Arc;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::root::Shared;
-use crate::outbox::{Claimed, Senders, send_claimed, sweep};
+use crate::outbox::{Claimed, Dispatch, Senders, send_claimed, sweep};
 
 pub struct OutboxDispatcher;
 
 pub struct DispatcherState {
     shared: Arc<Shared>,
-    senders: Senders,
+    dispatch: Dispatch,
     sweeping: bool,
     again: bool,
 }
@@ -47,8 +47,8 @@ impl Actor for OutboxDispatcher {
         // Rows left by an earlier process are due now.
         let _ = myself.cast(DispatcherMsg::Wake);
         Ok(DispatcherState {
+            dispatch: Dispatch::new(shared.pool.clone(), senders, shared.config.outbox.clone()),
             shared,
-            senders,
             sweeping: false,
             again: false,
         })
@@ -64,13 +64,11 @@ impl Actor for OutboxDispatcher {
             DispatcherMsg::Wake if state.sweeping => state.again = true,
             DispatcherMsg::Wake => start_sweep(&myself, state),
             DispatcherMsg::SendClaimed(rows) => {
-                let (shared, senders) = (state.shared.clone(), state.senders.clone());
-                let guard = shared.sends.start();
+                let dispatch = state.dispatch.clone();
+                let guard = state.shared.sends.start();
                 tokio::spawn(async move {
                     let _guard = guard;
-                    if let Err(e) =
-                        send_claimed(&shared.pool, &senders, &shared.config.outbox, rows).await
-                    {
+                    if let Err(e) = send_claimed(&dispatch, rows).await {
                         tracing::warn!(error = %e, "a send could not be recorded; the sweeps retry it after its lease");
                     }
                 });
@@ -91,9 +89,9 @@ impl Actor for OutboxDispatcher {
 
 fn start_sweep(myself: &ActorRef<DispatcherMsg>, state: &mut DispatcherState) {
     state.sweeping = true;
-    let (shared, senders, actor) = (state.shared.clone(), state.senders.clone(), myself.clone());
+    let (dispatch, actor) = (state.dispatch.clone(), myself.clone());
     tokio::spawn(async move {
-        if let Err(e) = sweep(&shared.pool, &senders, &shared.config.outbox).await {
+        if let Err(e) = sweep(&dispatch).await {
             tracing::warn!(error = %e, "outbox sweep failed; retrying on the next tick");
         }
         let _ = actor.cast(DispatcherMsg::SweepDone);
