@@ -263,10 +263,6 @@ async fn main() {
             ("WHATSAPP_GRAPH_URL", graph.url()),
             ("WASIT_DEBOUNCE_MS", debounce.to_owned()),
             ("WASIT_IDLE_SECS", idle.to_owned()),
-            (
-                "WASIT_DB_POOL_SIZE",
-                std::env::var("XWPOOL").unwrap_or("32".into()),
-            ),
             // An upgraded business number: WhatsApp's 1,000 messages/s tier.
             ("WASIT_WHATSAPP_RATE", "1000".to_owned()),
         ]
@@ -321,7 +317,10 @@ async fn main() {
                 let sent = Instant::now();
                 let failure = match request.send().await {
                     Ok(r) if r.status() == 200 => {
-                        latencies.lock().unwrap().push(sent.elapsed());
+                        latencies
+                            .lock()
+                            .unwrap()
+                            .push((sent - started, sent.elapsed()));
                         return;
                     }
                     Ok(r) => format!("HTTP {}", r.status().as_u16()),
@@ -342,7 +341,8 @@ async fn main() {
         })
         .await;
         let all_done = started.elapsed();
-        let mut l = latencies.lock().unwrap().clone();
+        let timed = latencies.lock().unwrap().clone();
+        let mut l: Vec<Duration> = timed.iter().map(|(_, d)| *d).collect();
         l.sort();
         println!(
             "\n== sustained load: {total} notifications at {} /s target, {} contacts, debounce 50 ms",
@@ -361,6 +361,21 @@ async fn main() {
             percentile(&l, 0.99).as_secs_f64() * 1e3,
             l.last().copied().unwrap_or_default().as_secs_f64() * 1e3
         );
+        // Latency over time: where in the run the tail comes from.
+        let mut windows: std::collections::BTreeMap<u64, Vec<Duration>> = Default::default();
+        for (at, d) in &timed {
+            windows.entry(at.as_secs() / 10 * 10).or_default().push(*d);
+        }
+        for (from, mut w) in windows {
+            w.sort();
+            println!(
+                "  sent at {from:>3}-{:<3} s: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                from + 10,
+                percentile(&w, 0.50).as_secs_f64() * 1e3,
+                percentile(&w, 0.99).as_secs_f64() * 1e3,
+                w.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+            );
+        }
         println!(
             "turns: {} replies delivered in {:.1} s = {:.0} completed turns/s (LLM calls: {})",
             graph.delivered_count(),

@@ -335,7 +335,7 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
             );
         }
         // The runtime gets a pool of its own: a busy runtime never delays a webhook's answer.
-        let parts = crate::wiring::runtime_parts(settings, db.app_pool(std::env::var("XPOOL").ok().and_then(|v| v.parse().ok()).unwrap_or(24)))?;
+        let parts = crate::wiring::runtime_parts(settings, db.app_pool(runtime::db::runtime_pool_size()))?;
         let runtime = std::sync::Arc::new(
             runtime::actors::Runtime::start(parts).await.context("cannot start the conversation runtime")?,
         );

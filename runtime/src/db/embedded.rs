@@ -351,7 +351,7 @@ fn start_server(pg_ctl: &Path, pgdata: &Path, run_as: Option<&str>) -> Result<u1
             .arg("-l")
             .arg(pgdata.join("server.log"))
             .args(["-w", "-t", "60", "-o"])
-            .arg(format!("-p {port}"));
+            .arg(format!("-p {port} {SERVER_SETTINGS}"));
         match run(cmd, "pg_ctl start") {
             Ok(_) => return Ok(port),
             Err(e) => last_error = Some(e),
@@ -359,6 +359,14 @@ fn start_server(pg_ctl: &Path, pgdata: &Path, run_as: Option<&str>) -> Result<u1
     }
     Err(last_error.unwrap_or_else(|| Error::Unavailable("pg_ctl start failed".into())))
 }
+
+/// Settings the embedded server always starts with (on the command line, so clusters created by
+/// older versions get them too). Wasit's tables churn like queues (messages are marked processed,
+/// outbox rows sent, conversations bumped every turn): the autovacuum launcher looks at each
+/// database every 10 s instead of every minute, so a new database's first statistics and cleanup
+/// come within seconds of load instead of after a minute of plans made without statistics.
+/// docs/BENCHMARKS.md shows the difference.
+const SERVER_SETTINGS: &str = "-c autovacuum_naptime=10s";
 
 fn free_port() -> Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;

@@ -160,6 +160,22 @@ pub fn app_pool_options() -> PgPoolOptions {
         })
 }
 
+/// Connections of the conversation runtime's own pool (`WASIT_RUNTIME_POOL_SIZE`): by default
+/// twice the cores. Turns hold a connection only while they read and commit (never while a model
+/// generates), so a few connections serve hundreds of turns a second; more of them on few cores
+/// only make the database's backends compete, which slows webhooks and turns alike (measured in
+/// docs/BENCHMARKS.md).
+pub fn runtime_pool_size() -> u32 {
+    std::env::var("WASIT_RUNTIME_POOL_SIZE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| {
+            let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+            u32::try_from(cores * 2).unwrap_or(u32::MAX).max(2)
+        })
+}
+
 fn app_pool_size() -> u32 {
     std::env::var("WASIT_DB_POOL_SIZE")
         .ok()

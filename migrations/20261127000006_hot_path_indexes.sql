@@ -20,7 +20,18 @@ ALTER TABLE outbox ADD CONSTRAINT outbox_order_complete
 
 -- The pending rows of one conversation, in order: what "is an earlier part pending?" reads.
 CREATE INDEX outbox_pending_order ON outbox (tenant_id, conversation_id, turn_seq, part)
-    WHERE state = 'pending' AND conversation_id IS NOT NULL;
+    WHERE state = 'pending';
+
+-- Per-conversation questions must not be answered by scanning a whole tenant. Before a table's
+-- first ANALYZE (a new database, the first minute of a new tenant's traffic) the planner rates
+-- every small partial index alike, and it chose these tenant-wide ones, with the conversation as
+-- a filter: each turn then read every pending row or unprocessed message of its tenant (20 ms
+-- with a backlog of a few thousand). The per-tenant due index is not used (due rows are found
+-- across tenants, outbox_due_global), and unprocessed messages are looked up by conversation.
+DROP INDEX outbox_due;
+DROP INDEX messages_unprocessed;
+CREATE INDEX messages_unprocessed ON messages (tenant_id, conversation_id, seq)
+    WHERE direction = 'inbound' AND processed_at IS NULL;
 
 CREATE OR REPLACE FUNCTION wasit_due_outbox(p_limit integer) RETURNS TABLE (tenant_id uuid, id uuid)
     LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp
