@@ -316,6 +316,23 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Says so at start when the PostgreSQL server is configured in a way Wasit's tables suffer from.
+/// Its queue-like tables (messages marked processed, outbox rows sent) need autovacuum: without
+/// it, dead rows pile up and plans are made without statistics, and every turn gets slower
+/// (docs/BENCHMARKS.md measured a fall from ~500 to ~90 turns/s within a minute).
+async fn warn_about_server_settings(pool: &sqlx::PgPool) {
+    let autovacuum: Result<String, _> = sqlx::query_scalar("SELECT current_setting('autovacuum')")
+        .fetch_one(pool)
+        .await;
+    if autovacuum.ok().as_deref() == Some("off") {
+        tracing::warn!(
+            "autovacuum is off on this PostgreSQL server: Wasit's message and outbox tables churn \
+             like queues, and without autovacuum every turn gets slower; turn it on (or vacuum \
+             and analyze them on a schedule)"
+        );
+    }
+}
+
 async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let db = Database::open(settings)
         .await
@@ -327,6 +344,7 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
             total = report.total,
             "migrations up to date"
         );
+        warn_about_server_settings(&db.admin).await;
         let keys = JwtKeys::from_settings(settings)?;
         let whatsapp = app::WhatsAppWebhook::from_settings(settings);
         if whatsapp.is_none() {
@@ -335,7 +353,8 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
             );
         }
         // The runtime gets a pool of its own: a busy runtime never delays a webhook's answer.
-        let parts = crate::wiring::runtime_parts(settings, db.app_pool(runtime::db::runtime_pool_size()))?;
+        let runtime_pool = db.app_pool(runtime::db::runtime_pool_size());
+        let parts = crate::wiring::runtime_parts(settings, runtime_pool)?;
         let runtime = std::sync::Arc::new(
             runtime::actors::Runtime::start(parts).await.context("cannot start the conversation runtime")?,
         );
