@@ -14,8 +14,7 @@
 //! Either is removed at the end unless `WASIT_BENCH_KEEP_DB=1` (to look at plans and sizes).
 //! Every request goes to 127.0.0.1; every loop is bounded in count and time.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -196,21 +195,7 @@ fn wasit(db: &Db, extra: &[(&str, String)]) -> Command {
 }
 
 fn start_server(db: &Db, extra: &[(&str, String)]) -> Server {
-    let mut child = wasit(db, extra)
-        .arg("serve")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("wasit serve starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("wasit listening on ")
-        .expect("serve prints its address")
-        .to_owned();
+    let (child, base) = api::testkit::spawn_serve(&mut wasit(db, extra));
     Server { child, base }
 }
 

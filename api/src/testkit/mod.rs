@@ -9,6 +9,28 @@ pub mod llm;
 
 use std::net::SocketAddr;
 
+/// Spawns `wasit serve` as configured by `cmd` (stdout piped) and waits for its
+/// `wasit listening on <base>` line; returns the child and the base URL.
+pub fn spawn_serve(cmd: &mut std::process::Command) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = cmd
+        .arg("serve")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("wasit serve starts");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("piped stdout"))
+        .read_line(&mut line)
+        .expect("serve writes its address");
+    let base = line
+        .trim()
+        .strip_prefix("wasit listening on ")
+        .unwrap_or_else(|| panic!("serve printed {line:?} instead of its address"))
+        .to_owned();
+    (child, base)
+}
+
 /// Serves `router` on 127.0.0.1 with an OS-chosen port, in the background.
 async fn serve(router: axum::Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

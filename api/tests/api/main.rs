@@ -4,6 +4,7 @@
 mod auth;
 mod cli;
 mod conversation;
+mod crash;
 mod embedded;
 mod health;
 mod helpers;
