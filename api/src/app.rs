@@ -86,6 +86,11 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
     Router::new()
+        .route(
+            "/openapi.json",
+            axum::routing::get(crate::openapi::openapi_json),
+        )
+        .route("/docs", axum::routing::get(crate::openapi::docs_page))
         .merge(routes::health::router())
         .merge(routes::webhooks::router())
         .nest("/api/v1", api)

@@ -69,6 +69,14 @@ impl Role {
 
     /// Roles that administer a tenant.
     pub const ADMINS: &'static [Role] = &[Role::Superadmin, Role::Admin];
+
+    /// Roles that work the CRM: leads, contacts, deals, meetings.
+    pub const SALES: &'static [Role] = &[
+        Role::Superadmin,
+        Role::Admin,
+        Role::SalesManager,
+        Role::SalesRep,
+    ];
 }
 
 impl fmt::Display for Role {

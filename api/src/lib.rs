@@ -3,9 +3,13 @@
 //! Code map:
 //! - [`cli`]: the `wasit` command line (clap), one function per command.
 //! - [`app`]: [`app::AppState`], the router, graceful shutdown.
-//! - [`routes`]: handlers, one module per resource (`health`, `login`, `users`).
+//! - [`routes`]: handlers, one module per resource (`health`, `login`, `users`, `leads`,
+//!   `webhooks`).
+//! - [`openapi`]: [`openapi::CATALOG`], every `/api/v1` route with its roles and schemas, and the
+//!   OpenAPI 3.1 document (`GET /openapi.json`, browsable at `GET /docs`) made from it.
 //! - [`auth`]: JWTs (HS256, pinned), [`auth::Role`], the [`auth::AuthUser`] extractor, passwords.
-//! - [`repo`]: SQL for the API's tables; functions take a tenant transaction.
+//! - [`repo`]: SQL for the API's tables (tenants, users, channels, leads, the audit log);
+//!   functions take a tenant transaction.
 //! - [`error`]: [`error::ApiError`], the JSON error body and its status codes.
 //! - [`wiring`]: the composition root: the conversation runtime assembled from settings (agents,
 //!   prompts, LLM client, channel senders).
@@ -21,6 +25,7 @@ pub mod auth;
 pub mod cli;
 pub mod error;
 pub mod extract;
+pub mod openapi;
 pub mod repo;
 pub mod routes;
 pub mod testkit;

@@ -65,6 +65,10 @@ uuid_id!(
     /// One inbound or outbound message.
     MessageId
 );
+uuid_id!(
+    /// A sales lead: a contact somewhere between first touch and a won or lost deal.
+    LeadId
+);
 
 /// A tenant's short name, used on the command line and at login: 2–63 characters of lowercase
 /// ASCII letters, digits and hyphens, starting with a letter.

@@ -38,5 +38,5 @@ pub mod settings;
 pub mod turn;
 
 pub use error::{Error, Result};
-pub use ids::{ContactId, ConversationId, Email, MessageId, TenantId, TenantSlug, UserId};
+pub use ids::{ContactId, ConversationId, Email, LeadId, MessageId, TenantId, TenantSlug, UserId};
 pub use settings::Settings;

@@ -7,6 +7,7 @@ use axum::routing::{get, post};
 use crate::app::AppState;
 
 pub mod health;
+pub mod leads;
 pub mod login;
 pub mod users;
 pub mod webhooks;
@@ -18,6 +19,8 @@ pub fn api_v1() -> Router<AppState> {
         .route("/me", get(users::me))
         .route("/users", get(users::list).post(users::create))
         .route("/users/{id}", get(users::get))
+        .route("/leads", get(leads::list).post(leads::create))
+        .route("/leads/{id}", get(leads::get).patch(leads::update))
 }
 
 /// `?limit=&cursor=` on list routes.

@@ -247,6 +247,25 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Any method, with an optional bearer token and JSON body.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&serde_json::Value>,
+    ) -> reqwest::Response {
+        let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        req.send().await.unwrap()
+    }
+
     pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
         let mut req = self.client.get(self.url(path));
         if let Some(t) = token {

@@ -8,5 +8,6 @@ mod crash;
 mod embedded;
 mod health;
 mod helpers;
+mod leads;
 mod rls;
 mod whatsapp;

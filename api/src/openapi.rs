@@ -1,0 +1,368 @@
+//! The catalog of `/api/v1` routes and the OpenAPI 3.1 document made from it.
+//!
+//! [`CATALOG`] is the one list of every `/api/v1` route with its method, the roles allowed, its
+//! request and response schemas and an example body. `GET /openapi.json` is generated from it,
+//! `GET /docs` renders that document, and the security tests iterate it: every route against every
+//! role, and every route that takes an id against another tenant's object. A route that is served
+//! but missing here fails `api::openapi::catalog_matches_the_router` (tests/api/openapi.rs).
+
+use axum::Json;
+use axum::response::Html;
+use serde_json::{Value, json};
+
+use crate::auth::Role;
+
+/// One `/api/v1` route.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteSpec {
+    /// Lowercase HTTP method.
+    pub method: &'static str,
+    /// Under `/api/v1`, with `{id}` for the object's id.
+    pub path: &'static str,
+    pub summary: &'static str,
+    pub tag: &'static str,
+    /// `None`: no token needed (login).
+    pub roles: Option<&'static [Role]>,
+    /// Component schema of the JSON body, if any.
+    pub request: Option<&'static str>,
+    /// Component schema of the success body, and the success status.
+    pub response: &'static str,
+    pub status: u16,
+    /// Query parameters: (name, JSON Schema type or enum source, description).
+    pub query: &'static [(&'static str, &'static str, &'static str)],
+    /// The kind of object `{id}` names, for routes that take one.
+    pub object: Option<&'static str>,
+    /// A valid example body (for documentation and the tests that drive every route).
+    pub example: Option<fn() -> Value>,
+}
+
+const PAGE: &[(&str, &str, &str)] = &[
+    ("limit", "integer", "page size, 1–200 (default 50)"),
+    ("cursor", "string", "the next_cursor of the previous page"),
+];
+
+const LEAD_QUERY: &[(&str, &str, &str)] = &[
+    ("status", "LeadStatus", "only leads in this status"),
+    ("owner_user_id", "uuid", "only leads this user owns"),
+    ("source", "LeadSource", "only leads from this source"),
+    ("contact_id", "uuid", "only this contact's leads"),
+    ("limit", "integer", "page size, 1–200 (default 50)"),
+    ("cursor", "string", "the next_cursor of the previous page"),
+];
+
+/// Every `/api/v1` route.
+pub const CATALOG: &[RouteSpec] = &[
+    RouteSpec {
+        method: "post",
+        path: "/auth/login",
+        summary: "Log in with tenant, email and password; answers a bearer token",
+        tag: "auth",
+        roles: None,
+        request: Some("LoginRequest"),
+        response: "LoginResponse",
+        status: 200,
+        query: &[],
+        object: None,
+        example: Some(
+            || json!({"tenant": "riyadh-gold", "email": "admin@example.com", "password": "correct horse"}),
+        ),
+    },
+    RouteSpec {
+        method: "get",
+        path: "/me",
+        summary: "The caller: tenant, role and user",
+        tag: "users",
+        roles: Some(Role::ALL),
+        request: None,
+        response: "Me",
+        status: 200,
+        query: &[],
+        object: None,
+        example: None,
+    },
+    RouteSpec {
+        method: "get",
+        path: "/users",
+        summary: "List the tenant's users",
+        tag: "users",
+        roles: Some(Role::ADMINS),
+        request: None,
+        response: "UserPage",
+        status: 200,
+        query: PAGE,
+        object: None,
+        example: None,
+    },
+    RouteSpec {
+        method: "post",
+        path: "/users",
+        summary: "Create a user",
+        tag: "users",
+        roles: Some(Role::ADMINS),
+        request: Some("CreateUser"),
+        response: "User",
+        status: 201,
+        query: &[],
+        object: Some("user"),
+        example: Some(
+            || json!({"email": format!("rep-{}@example.com", uuid::Uuid::new_v4().simple()), "role": "sales_rep", "display_name": "نورة"}),
+        ),
+    },
+    RouteSpec {
+        method: "get",
+        path: "/users/{id}",
+        summary: "One user",
+        tag: "users",
+        roles: Some(Role::ADMINS),
+        request: None,
+        response: "User",
+        status: 200,
+        query: &[],
+        object: Some("user"),
+        example: None,
+    },
+    RouteSpec {
+        method: "get",
+        path: "/leads",
+        summary: "List leads, newest first, with filters",
+        tag: "leads",
+        roles: Some(Role::SALES),
+        request: None,
+        response: "LeadPage",
+        status: 200,
+        query: LEAD_QUERY,
+        object: None,
+        example: None,
+    },
+    RouteSpec {
+        method: "post",
+        path: "/leads",
+        summary: "Create a lead (status new)",
+        tag: "leads",
+        roles: Some(Role::SALES),
+        request: Some("CreateLead"),
+        response: "Lead",
+        status: 201,
+        query: &[],
+        object: Some("lead"),
+        example: Some(
+            || json!({"source": "whatsapp", "score": 40, "score_reasons": [{"reason": "سأل عن سعر السبائك", "points": 40}], "sector": "retail", "territory": "الرياض"}),
+        ),
+    },
+    RouteSpec {
+        method: "get",
+        path: "/leads/{id}",
+        summary: "One lead",
+        tag: "leads",
+        roles: Some(Role::SALES),
+        request: None,
+        response: "Lead",
+        status: 200,
+        query: &[],
+        object: Some("lead"),
+        example: None,
+    },
+    RouteSpec {
+        method: "patch",
+        path: "/leads/{id}",
+        summary: "Change a lead: status (new → contacted → qualified → converted, or disqualified with a reason), score, owner, qualification",
+        tag: "leads",
+        roles: Some(Role::SALES),
+        request: Some("UpdateLead"),
+        response: "Lead",
+        status: 200,
+        query: &[],
+        object: Some("lead"),
+        example: Some(|| json!({"score": 55, "qualification": {"budget_sar": 50000}})),
+    },
+];
+
+fn enum_schema(values: &[&str]) -> Value {
+    json!({"type": "string", "enum": values})
+}
+
+fn roles() -> Vec<&'static str> {
+    Role::ALL.iter().map(|r| r.as_str()).collect()
+}
+
+fn lead_statuses() -> Vec<&'static str> {
+    crate::repo::leads::LeadStatus::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .collect()
+}
+
+fn lead_sources() -> Vec<&'static str> {
+    crate::repo::leads::LeadSource::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .collect()
+}
+
+fn components() -> Value {
+    let uuid = json!({"type": "string", "format": "uuid"});
+    let time = json!({"type": "string", "format": "date-time"});
+    let nullable_uuid = json!({"type": ["string", "null"], "format": "uuid"});
+    let nullable_text = json!({"type": ["string", "null"]});
+    let page = |item: &str| {
+        json!({"type": "object", "required": ["items", "next_cursor"], "properties": {
+            "items": {"type": "array", "items": {"$ref": format!("#/components/schemas/{item}")}},
+            "next_cursor": {"type": ["string", "null"], "description": "pass as ?cursor= for the next page; null on the last"}}})
+    };
+    let score_reason = json!({"type": "object", "required": ["reason", "points"], "additionalProperties": false,
+        "properties": {"reason": {"type": "string"}, "points": {"type": "integer"}}});
+    json!({
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        "schemas": {
+            "Error": {"type": "object", "required": ["error"], "properties": {"error": {
+                "type": "object", "required": ["code", "message"],
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
+            "Role": enum_schema(&roles()),
+            "LeadStatus": enum_schema(&lead_statuses()),
+            "LeadSource": enum_schema(&lead_sources()),
+            "LoginRequest": {"type": "object", "additionalProperties": false, "required": ["tenant", "email", "password"],
+                "properties": {"tenant": {"type": "string"}, "email": {"type": "string", "format": "email"}, "password": {"type": "string"}}},
+            "LoginResponse": {"type": "object", "properties": {"token": {"type": "string"}, "token_type": {"const": "Bearer"},
+                "expires_in": {"type": "integer"}, "role": {"$ref": "#/components/schemas/Role"}}},
+            "Tenant": {"type": "object", "properties": {"id": uuid, "slug": {"type": "string"}, "name": {"type": "string"}}},
+            "User": {"type": "object", "properties": {"id": uuid, "email": {"type": "string"}, "display_name": nullable_text,
+                "role": {"$ref": "#/components/schemas/Role"}, "disabled": {"type": "boolean"}, "created_at": time}},
+            "Me": {"type": "object", "properties": {"tenant": {"$ref": "#/components/schemas/Tenant"},
+                "role": {"$ref": "#/components/schemas/Role"}, "subject": {"type": "string"},
+                "user": {"oneOf": [{"$ref": "#/components/schemas/User"}, {"type": "null"}]}}},
+            "CreateUser": {"type": "object", "additionalProperties": false, "required": ["email", "role"],
+                "properties": {"email": {"type": "string", "format": "email"}, "role": {"$ref": "#/components/schemas/Role"},
+                    "display_name": {"type": "string"}, "password": {"type": "string", "minLength": 8}}},
+            "UserPage": page("User"),
+            "ScoreReason": score_reason,
+            "Lead": {"type": "object", "properties": {
+                "id": uuid, "contact_id": nullable_uuid, "source": {"$ref": "#/components/schemas/LeadSource"},
+                "status": {"$ref": "#/components/schemas/LeadStatus"},
+                "score": {"type": ["integer", "null"], "minimum": 0, "maximum": 100},
+                "score_reasons": {"type": "array", "items": {"$ref": "#/components/schemas/ScoreReason"}},
+                "qualification": {"type": "object"}, "sector": nullable_text, "territory": nullable_text,
+                "owner_user_id": nullable_uuid, "disqualified_reason": nullable_text,
+                "created_at": time, "updated_at": time}},
+            "CreateLead": {"type": "object", "additionalProperties": false, "properties": {
+                "contact_id": uuid, "source": {"$ref": "#/components/schemas/LeadSource"},
+                "score": {"type": "integer", "minimum": 0, "maximum": 100},
+                "score_reasons": {"type": "array", "items": {"$ref": "#/components/schemas/ScoreReason"}},
+                "qualification": {"type": "object"},
+                "sector": {"type": "string", "minLength": 1, "maxLength": 100},
+                "territory": {"type": "string", "minLength": 1, "maxLength": 100},
+                "owner_user_id": uuid}},
+            "UpdateLead": {"type": "object", "additionalProperties": false,
+                "description": "Absent fields stay as they are; null clears a nullable field.",
+                "properties": {
+                "status": {"$ref": "#/components/schemas/LeadStatus"},
+                "score": {"type": ["integer", "null"], "minimum": 0, "maximum": 100},
+                "score_reasons": {"type": "array", "items": {"$ref": "#/components/schemas/ScoreReason"}},
+                "qualification": {"type": "object"},
+                "sector": {"type": ["string", "null"], "minLength": 1, "maxLength": 100},
+                "territory": {"type": ["string", "null"], "minLength": 1, "maxLength": 100},
+                "owner_user_id": nullable_uuid, "contact_id": nullable_uuid,
+                "disqualified_reason": {"type": "string", "maxLength": 1000, "description": "required when status becomes disqualified"}}},
+            "LeadPage": page("Lead"),
+        }
+    })
+}
+
+fn error_response(description: &str) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+}
+
+fn operation(route: &RouteSpec) -> Value {
+    let mut parameters = Vec::new();
+    if route.path.contains("{id}") {
+        parameters.push(json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}));
+    }
+    for (name, kind, description) in route.query {
+        let schema = match *kind {
+            "integer" => json!({"type": "integer"}),
+            "uuid" => json!({"type": "string", "format": "uuid"}),
+            "string" => json!({"type": "string"}),
+            other => json!({"$ref": format!("#/components/schemas/{other}")}),
+        };
+        parameters.push(json!({"name": name, "in": "query", "required": false, "schema": schema, "description": description}));
+    }
+    let mut responses = serde_json::Map::new();
+    responses.insert(
+        route.status.to_string(),
+        json!({"description": "success", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{}", route.response)}}}}),
+    );
+    responses.insert("400".into(), error_response("malformed request"));
+    responses.insert("401".into(), error_response("no valid token"));
+    if route.roles.is_some() {
+        responses.insert("403".into(), error_response("the role may not do this"));
+    }
+    if route.object.is_some() || route.path.contains("{id}") {
+        responses.insert(
+            "404".into(),
+            error_response("not found (also for another tenant's object)"),
+        );
+    }
+    if route.request.is_some() {
+        responses.insert(
+            "409".into(),
+            error_response("conflicts with the current state"),
+        );
+        responses.insert("413".into(), error_response("body over 1 MiB"));
+        responses.insert("415".into(), error_response("body is not JSON"));
+        responses.insert(
+            "422".into(),
+            error_response("invalid field, unknown field or unknown enum value"),
+        );
+    }
+    let mut op = json!({
+        "summary": route.summary,
+        "tags": [route.tag],
+        "operationId": format!("{}{}", route.method, route.path.replace(['/', '{', '}'], "_")),
+        "parameters": parameters,
+        "responses": responses,
+        "x-roles": route.roles.map(|r| r.iter().map(|r| r.as_str()).collect::<Vec<_>>()),
+    });
+    if route.roles.is_some() {
+        op["security"] = json!([{"bearer": []}]);
+    } else {
+        op["security"] = json!([]);
+    }
+    if let Some(schema) = route.request {
+        let mut content = json!({"schema": {"$ref": format!("#/components/schemas/{schema}")}});
+        if let Some(example) = route.example {
+            content["example"] = example();
+        }
+        op["requestBody"] = json!({"required": true, "content": {"application/json": content}});
+    }
+    op
+}
+
+/// The OpenAPI 3.1 document of every `/api/v1` route.
+pub fn document() -> Value {
+    let mut paths = serde_json::Map::new();
+    for route in CATALOG {
+        let entry = paths
+            .entry(format!("/api/v1{}", route.path))
+            .or_insert_with(|| json!({}));
+        entry[route.method] = operation(route);
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Wasit API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Tenant-scoped REST for Wasit's CRM. The tenant comes from the bearer token only; another tenant's object answers 404. Errors are {\"error\": {\"code\", \"message\"}}; lists take limit and cursor."
+        },
+        "servers": [{"url": "/"}],
+        "paths": paths,
+        "components": components(),
+    })
+}
+
+pub async fn openapi_json() -> Json<Value> {
+    Json(document())
+}
+
+/// A page that renders `/openapi.json` (no external assets: it works offline).
+pub async fn docs_page() -> Html<&'static str> {
+    Html(include_str!("docs.html"))
+}

@@ -1,0 +1,244 @@
+//! Leads through the REST API: the status rules, validation, pagination and the audit log.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{error_code, spawn_app};
+use api::auth::Role;
+
+async fn create(app: &crate::helpers::TestApp, token: &str, body: Value) -> Value {
+    let response = app
+        .send("post", "/api/v1/leads", Some(token), Some(&body))
+        .await;
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    response.json().await.unwrap()
+}
+
+async fn patch(
+    app: &crate::helpers::TestApp,
+    token: &str,
+    id: &str,
+    body: Value,
+) -> reqwest::Response {
+    app.send(
+        "patch",
+        &format!("/api/v1/leads/{id}"),
+        Some(token),
+        Some(&body),
+    )
+    .await
+}
+
+/// new → contacted → qualified → converted; anything else is a 409 that names the legal moves;
+/// disqualifying needs a reason; every change is in the audit log with who made it.
+#[tokio::test]
+async fn a_lead_moves_forward_only_and_every_change_is_audited() {
+    let app = spawn_app().await;
+    let tenant = app.test_db.tenant("riyadh-gold").await;
+    let token = app.token(tenant, Role::SalesRep);
+    let lead = create(
+        &app,
+        &token,
+        json!({"source": "whatsapp", "territory": "الرياض", "qualification": {"interest": "سبائك ذهب"}}),
+    )
+    .await;
+    assert_eq!(lead["status"], "new");
+    assert_eq!(lead["territory"], "الرياض", "Arabic round-trips");
+    assert_eq!(lead["qualification"]["interest"], "سبائك ذهب");
+    let id = lead["id"].as_str().unwrap();
+
+    let skip = patch(&app, &token, id, json!({"status": "converted"})).await;
+    assert_eq!(skip.status(), 409);
+    let message = skip.json::<Value>().await.unwrap()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        message,
+        "a new lead can move to contacted or disqualified, not to converted"
+    );
+
+    for status in ["contacted", "qualified", "converted"] {
+        let r = patch(&app, &token, id, json!({"status": status})).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.json::<Value>().await.unwrap()["status"], status);
+    }
+    let back = patch(&app, &token, id, json!({"status": "qualified"})).await;
+    assert_eq!(error_code(back, 409).await, "conflict");
+
+    // Disqualifying: only from an open state, and only with a reason.
+    let other = create(&app, &token, json!({"source": "web"})).await;
+    let other_id = other["id"].as_str().unwrap();
+    let no_reason = patch(&app, &token, other_id, json!({"status": "disqualified"})).await;
+    assert_eq!(error_code(no_reason, 422).await, "invalid");
+    let r = patch(
+        &app,
+        &token,
+        other_id,
+        json!({"status": "disqualified", "disqualified_reason": "خارج نطاق الخدمة"}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["disqualified_reason"], "خارج نطاق الخدمة");
+
+    // 1 creation + 3 moves for the first lead; rejected moves left nothing behind.
+    let audited: Vec<(String, String, Option<Value>, Value)> = sqlx::query_as(
+        "SELECT action, actor_role, before, after FROM audit_log WHERE entity = 'lead' AND entity_id = $1::uuid ORDER BY at, id",
+    )
+    .bind(id)
+    .fetch_all(&app.test_db.db().admin)
+    .await
+    .unwrap();
+    assert_eq!(audited.len(), 4);
+    assert_eq!(audited[0].0, "create");
+    assert!(audited[0].2.is_none());
+    assert!(audited.iter().all(|a| a.1 == "sales_rep"));
+    assert_eq!(audited[3].2.as_ref().unwrap()["status"], "qualified");
+    assert_eq!(audited[3].3["status"], "converted");
+}
+
+/// Invalid values, unknown fields (a `tenant_id` above all), unknown enum values and malformed
+/// JSON are rejected with a clear error, and nothing is stored.
+#[tokio::test]
+async fn bad_lead_input_is_rejected_and_changes_nothing() {
+    let app = spawn_app().await;
+    let tenant = app.test_db.tenant("riyadh-gold").await;
+    let other = app.test_db.tenant("jeddah-gold").await;
+    let token = app.token(tenant, Role::SalesManager);
+    for (body, status, code) in [
+        (json!({"score": 101}), 422, "invalid"),
+        (json!({"score": -1}), 422, "invalid"),
+        (json!({"source": "carrier-pigeon"}), 422, "invalid"),
+        (json!({"tenant_id": other.0}), 422, "invalid"),
+        (json!({"qualification": [1, 2]}), 422, "invalid"),
+        (json!({"sector": ""}), 422, "invalid"),
+        (json!({"contact_id": "not-a-uuid"}), 422, "invalid"),
+        (
+            json!({"owner_user_id": uuid::Uuid::new_v4()}),
+            422,
+            "invalid",
+        ),
+    ] {
+        let r = app
+            .send("post", "/api/v1/leads", Some(&token), Some(&body))
+            .await;
+        assert_eq!(error_code(r, status).await, code, "{body}");
+    }
+    let malformed = app
+        .client
+        .post(app.url("/api/v1/leads"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body("{\"source\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(malformed, 400).await, "malformed");
+    assert_eq!(app.count("SELECT count(*) FROM leads").await, 0);
+    assert_eq!(app.count("SELECT count(*) FROM audit_log").await, 0);
+
+    let lead = create(&app, &token, json!({})).await;
+    let id = lead["id"].as_str().unwrap();
+    assert_eq!(lead["source"], "manual", "the default source");
+    for body in [
+        json!({"status": "won"}),
+        json!({"score": 1000}),
+        json!({"tenant_id": other.0}),
+        json!({"disqualified_reason": "no status change"}),
+    ] {
+        let r = patch(&app, &token, id, body.clone()).await;
+        assert_eq!(error_code(r, 422).await, "invalid", "{body}");
+    }
+    let unchanged: Value = app
+        .get(&format!("/api/v1/leads/{id}"), Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(unchanged, lead);
+    // A path id that is not a UUID is simply not found; an unknown query value is a clear 400.
+    let r = app.get("/api/v1/leads/123", Some(&token)).await;
+    assert_eq!(error_code(r, 404).await, "not_found");
+    let r = app.get("/api/v1/leads?status=won", Some(&token)).await;
+    assert_eq!(error_code(r, 400).await, "malformed");
+}
+
+/// Lists run newest first in pages joined by cursors, with filters, and `null` clears a field.
+#[tokio::test]
+async fn lists_filter_and_paginate_newest_first() {
+    let app = spawn_app().await;
+    let tenant = app.test_db.tenant("riyadh-gold").await;
+    let token = app.token(tenant, Role::Admin);
+    let owner = app
+        .test_db
+        .user(
+            tenant,
+            "rep@example.com",
+            Role::SalesRep,
+            "long enough password",
+        )
+        .await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let body = if i % 2 == 0 {
+            json!({"source": "referral", "owner_user_id": owner.0})
+        } else {
+            json!({"source": "web"})
+        };
+        ids.push(
+            create(&app, &token, body).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..5 {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/leads?limit=2&cursor={c}"),
+            None => "/api/v1/leads?limit=2".to_owned(),
+        };
+        let page: Value = app.get(&path, Some(&token)).await.json().await.unwrap();
+        for item in page["items"].as_array().unwrap() {
+            seen.push(item["id"].as_str().unwrap().to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
+    assert_eq!(seen, newest_first);
+
+    let owned: Value = app
+        .get(
+            &format!("/api/v1/leads?owner_user_id={}", owner.0),
+            Some(&token),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(owned["items"].as_array().unwrap().len(), 3);
+    let web: Value = app
+        .get("/api/v1/leads?source=web&status=new", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(web["items"].as_array().unwrap().len(), 2);
+
+    let r = patch(
+        &app,
+        &token,
+        &ids[0],
+        json!({"owner_user_id": null, "score": 70}),
+    )
+    .await;
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["owner_user_id"], Value::Null);
+    assert_eq!(body["score"], 70);
+    let r = app.get("/api/v1/leads?cursor=garbage", Some(&token)).await;
+    assert_eq!(error_code(r, 400).await, "malformed");
+}
