@@ -9,5 +9,6 @@ mod embedded;
 mod health;
 mod helpers;
 mod leads;
+mod matrix;
 mod rls;
 mod whatsapp;
