@@ -41,6 +41,17 @@ const PAGE: &[(&str, &str, &str)] = &[
     ("cursor", "string", "the next_cursor of the previous page"),
 ];
 
+const CONTACT_QUERY: &[(&str, &str, &str)] = &[
+    ("q", "string", "part of the display name"),
+    (
+        "identity",
+        "string",
+        "a phone (any punctuation), email or BSUID",
+    ),
+    ("limit", "integer", "page size, 1–200 (default 50)"),
+    ("cursor", "string", "the next_cursor of the previous page"),
+];
+
 const LEAD_QUERY: &[(&str, &str, &str)] = &[
     ("status", "LeadStatus", "only leads in this status"),
     ("owner_user_id", "uuid", "only leads this user owns"),
@@ -120,6 +131,63 @@ pub const CATALOG: &[RouteSpec] = &[
         query: &[],
         object: Some("user"),
         example: None,
+    },
+    RouteSpec {
+        method: "get",
+        path: "/contacts",
+        summary: "List contacts, newest first; search by name or find by phone, email or BSUID",
+        tag: "contacts",
+        roles: Some(Role::SALES),
+        request: None,
+        response: "ContactPage",
+        status: 200,
+        query: CONTACT_QUERY,
+        object: None,
+        example: None,
+    },
+    RouteSpec {
+        method: "post",
+        path: "/contacts",
+        summary: "Create a contact with its identities (409 when another contact has one of them)",
+        tag: "contacts",
+        roles: Some(Role::SALES),
+        request: Some("CreateContact"),
+        response: "Contact",
+        status: 201,
+        query: &[],
+        object: Some("contact"),
+        example: Some(|| {
+            json!({"display_name": "سارة القحطاني", "locale": "ar-SA", "identities": [
+                {"kind": "phone", "value": format!("+9665{}", &uuid::Uuid::new_v4().as_u128().to_string()[..8])}]})
+        }),
+    },
+    RouteSpec {
+        method: "get",
+        path: "/contacts/{id}",
+        summary: "One contact with its identities and consent",
+        tag: "contacts",
+        roles: Some(Role::SALES),
+        request: None,
+        response: "Contact",
+        status: 200,
+        query: &[],
+        object: Some("contact"),
+        example: None,
+    },
+    RouteSpec {
+        method: "patch",
+        path: "/contacts/{id}",
+        summary: "Change a contact: name, locale, identities to add, consent per channel (opted_out: never messaged proactively)",
+        tag: "contacts",
+        roles: Some(Role::SALES),
+        request: Some("UpdateContact"),
+        response: "Contact",
+        status: 200,
+        query: &[],
+        object: Some("contact"),
+        example: Some(
+            || json!({"locale": "ar", "consent": {"whatsapp": "granted", "sms": "opted_out"}}),
+        ),
     },
     RouteSpec {
         method: "get",
@@ -263,6 +331,30 @@ fn components() -> Value {
                 "owner_user_id": nullable_uuid, "contact_id": nullable_uuid,
                 "disqualified_reason": {"type": "string", "maxLength": 1000, "description": "required when status becomes disqualified"}}},
             "LeadPage": page("Lead"),
+            "Identity": {"type": "object", "additionalProperties": false, "required": ["kind", "value"], "properties": {
+                "kind": {"type": "string", "enum": ["phone", "whatsapp_bsuid", "email"]},
+                "value": {"type": "string", "description": "phones are stored as + and digits, emails lowercased"}}},
+            "ConsentStatus": {"type": "string", "enum": ["granted", "opted_out"]},
+            "Consent": {"type": "object", "properties": {"status": {"$ref": "#/components/schemas/ConsentStatus"},
+                "source": {"type": "string"}, "updated_at": time}},
+            "Contact": {"type": "object", "properties": {
+                "id": uuid, "display_name": nullable_text, "locale": nullable_text,
+                "identities": {"type": "array", "items": {"$ref": "#/components/schemas/Identity"}},
+                "consent": {"type": "object", "description": "by channel (whatsapp, sms, email); absent: none recorded",
+                    "additionalProperties": {"$ref": "#/components/schemas/Consent"}},
+                "created_at": time, "updated_at": time}},
+            "CreateContact": {"type": "object", "additionalProperties": false, "properties": {
+                "display_name": {"type": "string", "minLength": 1, "maxLength": 200},
+                "locale": {"type": "string", "maxLength": 35},
+                "identities": {"type": "array", "items": {"$ref": "#/components/schemas/Identity"}}}},
+            "UpdateContact": {"type": "object", "additionalProperties": false,
+                "description": "Absent fields stay as they are; null clears a nullable field.", "properties": {
+                "display_name": {"type": ["string", "null"], "minLength": 1, "maxLength": 200},
+                "locale": {"type": ["string", "null"], "maxLength": 35},
+                "add_identities": {"type": "array", "items": {"$ref": "#/components/schemas/Identity"}},
+                "consent": {"type": "object", "propertyNames": {"enum": ["whatsapp", "sms", "email"]},
+                    "additionalProperties": {"$ref": "#/components/schemas/ConsentStatus"}}}},
+            "ContactPage": page("Contact"),
         }
     })
 }

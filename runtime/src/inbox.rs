@@ -112,9 +112,11 @@ impl ContactIdentity {
     }
 }
 
-/// `+` and the digits of a phone number, whatever punctuation it came with; `None` without digits.
+/// `+` and the digits of a phone number, whatever punctuation it came with; the international
+/// prefix `00` counts as `+` (E.164 numbers never start with 0). `None` without digits.
 pub fn normalize_phone(raw: &str) -> Option<String> {
     let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
+    let digits = digits.strip_prefix("00").unwrap_or(&digits);
     (!digits.is_empty()).then(|| format!("+{digits}"))
 }
 
@@ -557,6 +559,10 @@ mod tests {
         );
         assert_eq!(
             normalize_phone("+966 50-000 0001").as_deref(),
+            Some("+966500000001")
+        );
+        assert_eq!(
+            normalize_phone("00966 500000001").as_deref(),
             Some("+966500000001")
         );
         assert_eq!(normalize_phone("abc"), None);

@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 
+pub use super::Cursor;
+
 /// Where a lead is. Moves only forward: new → contacted → qualified → converted, or to
 /// disqualified from any open state; converted and disqualified are final.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -231,41 +233,6 @@ pub struct Filter {
     pub owner_user_id: Option<UserId>,
     pub source: Option<LeadSource>,
     pub contact_id: Option<ContactId>,
-}
-
-/// Where a page ends: the last lead's (created_at, id). Pages run newest first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Cursor {
-    pub created_at: OffsetDateTime,
-    pub id: LeadId,
-}
-
-impl Cursor {
-    pub fn of(lead: &Lead) -> Self {
-        Self {
-            created_at: lead.created_at,
-            id: lead.id,
-        }
-    }
-
-    /// `<unix microseconds>.<uuid>`: opaque to clients.
-    pub fn encode(&self) -> String {
-        format!(
-            "{}.{}",
-            self.created_at.unix_timestamp_nanos() / 1_000,
-            self.id
-        )
-    }
-
-    pub fn decode(s: &str) -> Option<Self> {
-        let (micros, id) = s.split_once('.')?;
-        let micros: i128 = micros.parse().ok()?;
-        Some(Self {
-            created_at: OffsetDateTime::from_unix_timestamp_nanos(micros.checked_mul(1_000)?)
-                .ok()?,
-            id: id.parse().ok()?,
-        })
-    }
 }
 
 /// Up to `limit` leads after `after`, newest first.

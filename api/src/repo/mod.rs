@@ -3,6 +3,39 @@
 
 pub mod audit;
 pub mod channels;
+pub mod contacts;
 pub mod leads;
 pub mod tenants;
 pub mod users;
+
+/// Where a page of a newest-first list ends: the last row's (created_at, id).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at: time::OffsetDateTime,
+    pub id: uuid::Uuid,
+}
+
+impl Cursor {
+    pub fn new(created_at: time::OffsetDateTime, id: uuid::Uuid) -> Self {
+        Self { created_at, id }
+    }
+
+    /// `<unix microseconds>.<uuid>`: opaque to clients.
+    pub fn encode(&self) -> String {
+        format!(
+            "{}.{}",
+            self.created_at.unix_timestamp_nanos() / 1_000,
+            self.id
+        )
+    }
+
+    pub fn decode(s: &str) -> Option<Self> {
+        let (micros, id) = s.split_once('.')?;
+        let micros: i128 = micros.parse().ok()?;
+        Some(Self {
+            created_at: time::OffsetDateTime::from_unix_timestamp_nanos(micros.checked_mul(1_000)?)
+                .ok()?,
+            id: id.parse().ok()?,
+        })
+    }
+}

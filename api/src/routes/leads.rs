@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use runtime::{ContactId, LeadId, UserId};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::{Page, PageQuery};
@@ -44,12 +44,7 @@ pub async fn list(
         cursor: None,
     }
     .limit()?;
-    let after = match q.cursor.as_deref() {
-        None => None,
-        Some(c) => Some(
-            Cursor::decode(c).ok_or_else(|| ApiError::BadRequest("cursor is not valid".into()))?,
-        ),
-    };
+    let after = super::parse_cursor(q.cursor.as_deref())?;
     let filter = Filter {
         status: q.status,
         owner_user_id: q.owner_user_id,
@@ -57,15 +52,11 @@ pub async fn list(
         contact_id: q.contact_id,
     };
     let mut tx = auth.begin(&state.db).await?;
-    let mut items = leads::list(&mut tx, &filter, after, limit + 1).await?;
+    let items = leads::list(&mut tx, &filter, after, limit + 1).await?;
     tx.commit().await?;
-    let next_cursor = if items.len() as i64 > limit {
-        items.truncate(limit as usize);
-        items.last().map(|l| Cursor::of(l).encode())
-    } else {
-        None
-    };
-    Ok(Json(Page { items, next_cursor }))
+    Ok(Json(Page::from_rows(items, limit, |x| {
+        Cursor::new(x.created_at, x.id.0)
+    })))
 }
 
 /// An id from the path; anything that is not one is simply not found.
@@ -129,29 +120,21 @@ pub async fn create(
 }
 
 /// A field that may be set, cleared (`null`) or left alone (absent).
-fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateLead {
     pub status: Option<LeadStatus>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "super::nullable")]
     pub score: Option<Option<i16>>,
     pub score_reasons: Option<Vec<ScoreReason>>,
     pub qualification: Option<Value>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "super::nullable")]
     pub sector: Option<Option<String>>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "super::nullable")]
     pub territory: Option<Option<String>>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "super::nullable")]
     pub owner_user_id: Option<Option<UserId>>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "super::nullable")]
     pub contact_id: Option<Option<ContactId>>,
     /// Required when the status moves to `disqualified`.
     pub disqualified_reason: Option<String>,

@@ -6,6 +6,7 @@ use axum::routing::{get, post};
 
 use crate::app::AppState;
 
+pub mod contacts;
 pub mod health;
 pub mod leads;
 pub mod login;
@@ -19,6 +20,8 @@ pub fn api_v1() -> Router<AppState> {
         .route("/me", get(users::me))
         .route("/users", get(users::list).post(users::create))
         .route("/users/{id}", get(users::get))
+        .route("/contacts", get(contacts::list).post(contacts::create))
+        .route("/contacts/{id}", get(contacts::get).patch(contacts::update))
         .route("/leads", get(leads::list).post(leads::create))
         .route("/leads/{id}", get(leads::get).patch(leads::update))
 }
@@ -52,4 +55,44 @@ impl PageQuery {
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// A page from up to `limit + 1` rows fetched after `after`: the extra row only says that
+    /// more follow, and the last kept row's cursor leads there.
+    pub fn from_rows(
+        mut items: Vec<T>,
+        limit: i64,
+        cursor_of: impl Fn(&T) -> crate::repo::Cursor,
+    ) -> Self {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|last| cursor_of(last).encode())
+        } else {
+            None
+        };
+        Page { items, next_cursor }
+    }
+}
+
+/// `?cursor=` of a newest-first list.
+pub fn parse_cursor(
+    raw: Option<&str>,
+) -> Result<Option<crate::repo::Cursor>, crate::error::ApiError> {
+    raw.map(|c| {
+        crate::repo::Cursor::decode(c)
+            .ok_or_else(|| crate::error::ApiError::BadRequest("cursor is not valid".into()))
+    })
+    .transpose()
+}
+
+/// For a body field that may be set, cleared (`null`) or left alone (absent):
+/// `#[serde(default, deserialize_with = "nullable")]` on an `Option<Option<T>>`.
+pub fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
 }
