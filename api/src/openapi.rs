@@ -52,6 +52,23 @@ const CONTACT_QUERY: &[(&str, &str, &str)] = &[
     ("cursor", "string", "the next_cursor of the previous page"),
 ];
 
+const DEAL_QUERY: &[(&str, &str, &str)] = &[
+    ("stage_id", "uuid", "only deals in this stage"),
+    ("owner_user_id", "uuid", "only deals this user owns"),
+    ("limit", "integer", "page size, 1–200 (default 50)"),
+    ("cursor", "string", "the next_cursor of the previous page"),
+];
+
+const FORECAST_QUERY: &[(&str, &str, &str)] = &[
+    ("from", "date", "first day included (YYYY-MM-DD)"),
+    (
+        "to",
+        "date",
+        "first day not included; at most three years after from",
+    ),
+    ("period", "Period", "month (default) or quarter"),
+];
+
 const LEAD_QUERY: &[(&str, &str, &str)] = &[
     ("status", "LeadStatus", "only leads in this status"),
     ("owner_user_id", "uuid", "only leads this user owns"),
@@ -191,6 +208,99 @@ pub const CATALOG: &[RouteSpec] = &[
     },
     RouteSpec {
         method: "get",
+        path: "/deals",
+        summary: "List deals, newest first",
+        tag: "deals",
+        roles: Some(Role::SALES),
+        request: None,
+        response: "DealPage",
+        status: 200,
+        query: DEAL_QUERY,
+        object: None,
+        example: None,
+    },
+    RouteSpec {
+        method: "post",
+        path: "/deals",
+        summary: "Create a deal in an open stage (default: the first); amount in minor units",
+        tag: "deals",
+        roles: Some(Role::SALES),
+        request: Some("CreateDeal"),
+        response: "Deal",
+        status: 201,
+        query: &[],
+        object: Some("deal"),
+        example: Some(
+            || json!({"title": "سبائك ذهب ١ كغ", "amount_minor": 1_234_567, "currency": "SAR", "expected_close_date": "2026-12-15"}),
+        ),
+    },
+    RouteSpec {
+        method: "get",
+        path: "/deals/forecast",
+        summary: "Weighted pipeline of open deals by expected close period and currency",
+        tag: "deals",
+        roles: Some(Role::SALES),
+        request: None,
+        response: "Forecast",
+        status: 200,
+        query: FORECAST_QUERY,
+        object: None,
+        example: None,
+    },
+    RouteSpec {
+        method: "get",
+        path: "/deals/summary",
+        summary: "Deals, amounts and weighted amounts per stage and currency",
+        tag: "deals",
+        roles: Some(Role::SALES),
+        request: None,
+        response: "PipelineSummary",
+        status: 200,
+        query: &[],
+        object: None,
+        example: None,
+    },
+    RouteSpec {
+        method: "get",
+        path: "/deals/{id}",
+        summary: "One deal",
+        tag: "deals",
+        roles: Some(Role::SALES),
+        request: None,
+        response: "Deal",
+        status: 200,
+        query: &[],
+        object: Some("deal"),
+        example: None,
+    },
+    RouteSpec {
+        method: "patch",
+        path: "/deals/{id}",
+        summary: "Change a deal or move it to another stage (history kept); a won or lost deal is closed (409)",
+        tag: "deals",
+        roles: Some(Role::SALES),
+        request: Some("UpdateDeal"),
+        response: "Deal",
+        status: 200,
+        query: &[],
+        object: Some("deal"),
+        example: Some(|| json!({"amount_minor": 1_500_000, "expected_close_date": "2027-01-10"})),
+    },
+    RouteSpec {
+        method: "get",
+        path: "/pipeline/stages",
+        summary: "The tenant's pipeline stages in order, with their probabilities",
+        tag: "deals",
+        roles: Some(Role::SALES),
+        request: None,
+        response: "StageList",
+        status: 200,
+        query: &[],
+        object: None,
+        example: None,
+    },
+    RouteSpec {
+        method: "get",
         path: "/leads",
         summary: "List leads, newest first, with filters",
         tag: "leads",
@@ -279,9 +389,9 @@ fn components() -> Value {
     };
     let score_reason = json!({"type": "object", "required": ["reason", "points"], "additionalProperties": false,
         "properties": {"reason": {"type": "string"}, "points": {"type": "integer"}}});
-    json!({
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
-        "schemas": {
+    let mut schemas = serde_json::Map::new();
+    let part = json!({
+
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {
                 "type": "object", "required": ["code", "message"],
                 "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
@@ -330,7 +440,12 @@ fn components() -> Value {
                 "territory": {"type": ["string", "null"], "minLength": 1, "maxLength": 100},
                 "owner_user_id": nullable_uuid, "contact_id": nullable_uuid,
                 "disqualified_reason": {"type": "string", "maxLength": 1000, "description": "required when status becomes disqualified"}}},
-            "LeadPage": page("Lead"),
+            "LeadPage": page("Lead")
+    });
+    if let Value::Object(map) = part {
+        schemas.extend(map);
+    }
+    let part = json!({
             "Identity": {"type": "object", "additionalProperties": false, "required": ["kind", "value"], "properties": {
                 "kind": {"type": "string", "enum": ["phone", "whatsapp_bsuid", "email"]},
                 "value": {"type": "string", "description": "phones are stored as + and digits, emails lowercased"}}},
@@ -354,8 +469,48 @@ fn components() -> Value {
                 "add_identities": {"type": "array", "items": {"$ref": "#/components/schemas/Identity"}},
                 "consent": {"type": "object", "propertyNames": {"enum": ["whatsapp", "sms", "email"]},
                     "additionalProperties": {"$ref": "#/components/schemas/ConsentStatus"}}}},
-            "ContactPage": page("Contact"),
-        }
+            "ContactPage": page("Contact")
+    });
+    if let Value::Object(map) = part {
+        schemas.extend(map);
+    }
+    let part = json!({
+            "Period": {"type": "string", "enum": ["month", "quarter"]},
+            "Money": {"type": "integer", "minimum": 0, "description": "whole minor units of the currency (halalas for SAR): 1234567 is 12,345.67"},
+            "Stage": {"type": "object", "properties": {"id": uuid, "name": {"type": "string"}, "position": {"type": "integer"},
+                "probability": {"type": "integer", "minimum": 0, "maximum": 100}, "kind": {"type": "string", "enum": ["open", "won", "lost"]}}},
+            "StageList": {"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Stage"}}}},
+            "Deal": {"type": "object", "properties": {
+                "id": uuid, "title": {"type": "string"}, "lead_id": nullable_uuid, "contact_id": nullable_uuid, "stage_id": uuid,
+                "amount_minor": {"$ref": "#/components/schemas/Money"}, "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+                "expected_close_date": {"type": ["string", "null"], "format": "date"}, "owner_user_id": nullable_uuid,
+                "closed_at": {"type": ["string", "null"], "format": "date-time"}, "created_at": time, "updated_at": time}},
+            "CreateDeal": {"type": "object", "additionalProperties": false, "required": ["title", "amount_minor", "currency"], "properties": {
+                "title": {"type": "string", "minLength": 1, "maxLength": 200}, "amount_minor": {"$ref": "#/components/schemas/Money"},
+                "currency": {"type": "string", "pattern": "^[A-Z]{3}$"}, "stage_id": uuid, "lead_id": uuid, "contact_id": uuid,
+                "expected_close_date": {"type": "string", "format": "date"}, "owner_user_id": uuid}},
+            "UpdateDeal": {"type": "object", "additionalProperties": false,
+                "description": "Absent fields stay as they are; null clears a nullable field.", "properties": {
+                "title": {"type": "string", "minLength": 1, "maxLength": 200}, "amount_minor": {"$ref": "#/components/schemas/Money"},
+                "currency": {"type": "string", "pattern": "^[A-Z]{3}$"}, "stage_id": uuid, "lead_id": nullable_uuid,
+                "contact_id": nullable_uuid, "expected_close_date": {"type": ["string", "null"], "format": "date"},
+                "owner_user_id": nullable_uuid}},
+            "DealPage": page("Deal"),
+            "Forecast": {"type": "object", "description": "Weighted amount = Σ(amount_minor × probability) / 100 per period and currency, rounded half away from zero once per row.",
+                "properties": {"items": {"type": "array", "items": {"type": "object", "properties": {
+                "period": {"type": "string", "format": "date"}, "currency": {"type": "string"}, "deals": {"type": "integer"},
+                "pipeline_minor": {"type": "integer"}, "weighted_minor": {"type": "integer"}}}}}},
+            "PipelineSummary": {"type": "object", "properties": {"items": {"type": "array", "items": {"type": "object", "properties": {
+                "stage_id": uuid, "name": {"type": "string"}, "position": {"type": "integer"}, "probability": {"type": "integer"},
+                "currency": {"type": ["string", "null"]}, "deals": {"type": "integer"}, "amount_minor": {"type": "integer"},
+                "weighted_minor": {"type": "integer"}}}}}}
+    });
+    if let Value::Object(map) = part {
+        schemas.extend(map);
+    }
+    json!({
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        "schemas": schemas,
     })
 }
 
@@ -372,6 +527,7 @@ fn operation(route: &RouteSpec) -> Value {
         let schema = match *kind {
             "integer" => json!({"type": "integer"}),
             "uuid" => json!({"type": "string", "format": "uuid"}),
+            "date" => json!({"type": "string", "format": "date"}),
             "string" => json!({"type": "string"}),
             other => json!({"$ref": format!("#/components/schemas/{other}")}),
         };

@@ -7,6 +7,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 pub use super::Cursor;
+use super::foreign_key_is_invalid;
 
 /// Where a lead is. Moves only forward: new → contacted → qualified → converted, or to
 /// disqualified from any open state; converted and disqualified are final.
@@ -289,22 +290,4 @@ pub async fn save(tx: &mut TenantTx, lead: &Lead) -> runtime::Result<Lead> {
     .map_err(foreign_key_is_invalid)?
     .ok_or(runtime::Error::NotFound("lead"))?;
     row.try_into()
-}
-
-/// A foreign key that does not hold means the body named a contact or user the tenant does not
-/// have (perhaps another tenant's): the same answer as for one that does not exist.
-fn foreign_key_is_invalid(e: sqlx::Error) -> runtime::Error {
-    match &e {
-        sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
-            let what = match d.constraint() {
-                Some(c) if c.contains("owner_user_id") => {
-                    "owner_user_id is not a user of this tenant"
-                }
-                Some(c) if c.contains("contact_id") => "contact_id is not a contact of this tenant",
-                _ => "a referenced record does not exist in this tenant",
-            };
-            runtime::Error::Invalid(what.into())
-        }
-        _ => e.into(),
-    }
 }

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod channels;
 pub mod contacts;
+pub mod deals;
 pub mod leads;
 pub mod tenants;
 pub mod users;
@@ -37,5 +38,32 @@ impl Cursor {
                 .ok()?,
             id: id.parse().ok()?,
         })
+    }
+}
+
+/// A foreign key that does not hold means the body named a record the tenant does not have
+/// (perhaps another tenant's): answered like one that does not exist, naming the field.
+pub(crate) fn foreign_key_is_invalid(e: sqlx::Error) -> runtime::Error {
+    match &e {
+        sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+            let constraint = d.constraint().unwrap_or_default();
+            let what = [
+                (
+                    "owner_user_id",
+                    "owner_user_id is not a user of this tenant",
+                ),
+                ("contact_id", "contact_id is not a contact of this tenant"),
+                ("lead_id", "lead_id is not a lead of this tenant"),
+                ("stage_id", "stage_id is not a stage of this tenant"),
+            ]
+            .into_iter()
+            .find(|(column, _)| constraint.contains(column))
+            .map_or(
+                "a referenced record does not exist in this tenant",
+                |(_, m)| m,
+            );
+            runtime::Error::Invalid(what.into())
+        }
+        _ => e.into(),
     }
 }

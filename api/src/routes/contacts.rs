@@ -41,11 +41,7 @@ pub async fn list(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Page<Contact>>, ApiError> {
     auth.require(ROLES)?;
-    let limit = PageQuery {
-        limit: q.limit,
-        cursor: None,
-    }
-    .limit()?;
+    let limit = PageQuery::limit_of(q.limit)?;
     let after = super::parse_cursor(q.cursor.as_deref())?;
     let identity = q.identity.as_deref().map(|raw| {
         if raw.contains('@') {

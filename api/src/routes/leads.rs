@@ -39,11 +39,7 @@ pub async fn list(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Page<Lead>>, ApiError> {
     auth.require(ROLES)?;
-    let limit = PageQuery {
-        limit: q.limit,
-        cursor: None,
-    }
-    .limit()?;
+    let limit = PageQuery::limit_of(q.limit)?;
     let after = super::parse_cursor(q.cursor.as_deref())?;
     let filter = Filter {
         status: q.status,

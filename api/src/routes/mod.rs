@@ -7,6 +7,7 @@ use axum::routing::{get, post};
 use crate::app::AppState;
 
 pub mod contacts;
+pub mod deals;
 pub mod health;
 pub mod leads;
 pub mod login;
@@ -22,6 +23,11 @@ pub fn api_v1() -> Router<AppState> {
         .route("/users/{id}", get(users::get))
         .route("/contacts", get(contacts::list).post(contacts::create))
         .route("/contacts/{id}", get(contacts::get).patch(contacts::update))
+        .route("/deals", get(deals::list).post(deals::create))
+        .route("/deals/forecast", get(deals::forecast))
+        .route("/deals/summary", get(deals::summary))
+        .route("/deals/{id}", get(deals::get).patch(deals::update))
+        .route("/pipeline/stages", get(deals::stages))
         .route("/leads", get(leads::list).post(leads::create))
         .route("/leads/{id}", get(leads::get).patch(leads::update))
 }
@@ -39,7 +45,12 @@ impl PageQuery {
     pub const MAX_LIMIT: i64 = 200;
 
     pub fn limit(&self) -> Result<i64, crate::error::ApiError> {
-        match self.limit {
+        Self::limit_of(self.limit)
+    }
+
+    /// `?limit=` checked: 1 to 200, 50 when absent.
+    pub fn limit_of(limit: Option<i64>) -> Result<i64, crate::error::ApiError> {
+        match limit {
             None => Ok(Self::DEFAULT_LIMIT),
             Some(n) if (1..=Self::MAX_LIMIT).contains(&n) => Ok(n),
             Some(n) => Err(crate::error::ApiError::Invalid(format!(

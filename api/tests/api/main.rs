@@ -6,6 +6,7 @@ mod cli;
 mod contacts;
 mod conversation;
 mod crash;
+mod deals;
 mod embedded;
 mod health;
 mod helpers;

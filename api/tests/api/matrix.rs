@@ -281,8 +281,26 @@ async fn bodies_naming_another_tenants_records_are_rejected() {
     .fetch_one(&app.test_db.db().admin)
     .await
     .unwrap();
-    let foreign: HashMap<&str, uuid::Uuid> =
-        HashMap::from([("owner_user_id", b_user.0), ("contact_id", b_contact)]);
+    let b_lead: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO leads (tenant_id, source) VALUES ($1, 'manual') RETURNING id",
+    )
+    .bind(b.0)
+    .fetch_one(&app.test_db.db().admin)
+    .await
+    .unwrap();
+    let b_stage: uuid::Uuid = sqlx::query_scalar(
+        "SELECT id FROM pipeline_stages WHERE tenant_id = $1 AND kind = 'open' ORDER BY position LIMIT 1",
+    )
+    .bind(b.0)
+    .fetch_one(&app.test_db.db().admin)
+    .await
+    .unwrap();
+    let foreign: HashMap<&str, uuid::Uuid> = HashMap::from([
+        ("owner_user_id", b_user.0),
+        ("contact_id", b_contact),
+        ("lead_id", b_lead),
+        ("stage_id", b_stage),
+    ]);
     let doc = api::openapi::document();
 
     for route in CATALOG
@@ -305,6 +323,7 @@ async fn bodies_naming_another_tenants_records_are_rejected() {
         }
         for (name, value) in fields {
             let leads_before = app.count("SELECT count(*) FROM leads").await;
+            let deals_before = app.count("SELECT count(*) FROM deals").await;
             let audit_before = app.count("SELECT count(*) FROM audit_log").await;
             let mut body = body_of(route).unwrap();
             body[&name] = value;
@@ -316,6 +335,11 @@ async fn bodies_naming_another_tenants_records_are_rejected() {
             assert_eq!(
                 app.count("SELECT count(*) FROM leads").await,
                 leads_before,
+                "{what}"
+            );
+            assert_eq!(
+                app.count("SELECT count(*) FROM deals").await,
+                deals_before,
                 "{what}"
             );
             assert_eq!(
