@@ -12,6 +12,16 @@ use serde_json::{Value, json};
 
 use crate::auth::Role;
 
+/// Ids of existing objects by kind (`user`, `lead`, …), for examples that refer to them.
+pub type Ids = std::collections::HashMap<&'static str, String>;
+
+/// The id of an object of `kind` in `ids`, or a placeholder.
+fn id_of(ids: &Ids, kind: &str) -> String {
+    ids.get(kind)
+        .cloned()
+        .unwrap_or_else(|| "00000000-0000-0000-0000-000000000000".to_owned())
+}
+
 /// One `/api/v1` route.
 #[derive(Debug, Clone, Copy)]
 pub struct RouteSpec {
@@ -32,8 +42,9 @@ pub struct RouteSpec {
     pub query: &'static [(&'static str, &'static str, &'static str)],
     /// The kind of object `{id}` names, for routes that take one.
     pub object: Option<&'static str>,
-    /// A valid example body (for documentation and the tests that drive every route).
-    pub example: Option<fn() -> Value>,
+    /// A valid example body (for documentation and the tests that drive every route), given the
+    /// ids of objects made earlier by kind (empty for the document: placeholders are used).
+    pub example: Option<fn(&Ids) -> Value>,
 }
 
 const PAGE: &[(&str, &str, &str)] = &[
@@ -69,6 +80,21 @@ const FORECAST_QUERY: &[(&str, &str, &str)] = &[
     ("period", "Period", "month (default) or quarter"),
 ];
 
+const MEETING_QUERY: &[(&str, &str, &str)] = &[
+    ("rep_user_id", "uuid", "only this rep's meetings"),
+    (
+        "from",
+        "date-time",
+        "starting at or after (RFC 3339); default now",
+    ),
+    (
+        "to",
+        "date-time",
+        "starting before (RFC 3339); default 90 days after from",
+    ),
+    ("limit", "integer", "at most this many, 1–200 (default 50)"),
+];
+
 const LEAD_QUERY: &[(&str, &str, &str)] = &[
     ("status", "LeadStatus", "only leads in this status"),
     ("owner_user_id", "uuid", "only leads this user owns"),
@@ -92,7 +118,7 @@ pub const CATALOG: &[RouteSpec] = &[
         query: &[],
         object: None,
         example: Some(
-            || json!({"tenant": "riyadh-gold", "email": "admin@example.com", "password": "correct horse"}),
+            |_| json!({"tenant": "riyadh-gold", "email": "admin@example.com", "password": "correct horse"}),
         ),
     },
     RouteSpec {
@@ -133,7 +159,7 @@ pub const CATALOG: &[RouteSpec] = &[
         query: &[],
         object: Some("user"),
         example: Some(
-            || json!({"email": format!("rep-{}@example.com", uuid::Uuid::new_v4().simple()), "role": "sales_rep", "display_name": "نورة"}),
+            |_| json!({"email": format!("rep-{}@example.com", uuid::Uuid::new_v4().simple()), "role": "sales_rep", "display_name": "نورة"}),
         ),
     },
     RouteSpec {
@@ -173,7 +199,7 @@ pub const CATALOG: &[RouteSpec] = &[
         status: 201,
         query: &[],
         object: Some("contact"),
-        example: Some(|| {
+        example: Some(|_| {
             json!({"display_name": "سارة القحطاني", "locale": "ar-SA", "identities": [
                 {"kind": "phone", "value": format!("+9665{}", &uuid::Uuid::new_v4().as_u128().to_string()[..8])}]})
         }),
@@ -203,7 +229,7 @@ pub const CATALOG: &[RouteSpec] = &[
         query: &[],
         object: Some("contact"),
         example: Some(
-            || json!({"locale": "ar", "consent": {"whatsapp": "granted", "sms": "opted_out"}}),
+            |_| json!({"locale": "ar", "consent": {"whatsapp": "granted", "sms": "opted_out"}}),
         ),
     },
     RouteSpec {
@@ -231,7 +257,7 @@ pub const CATALOG: &[RouteSpec] = &[
         query: &[],
         object: Some("deal"),
         example: Some(
-            || json!({"title": "سبائك ذهب ١ كغ", "amount_minor": 1_234_567, "currency": "SAR", "expected_close_date": "2026-12-15"}),
+            |_| json!({"title": "سبائك ذهب ١ كغ", "amount_minor": 1_234_567, "currency": "SAR", "expected_close_date": "2026-12-15"}),
         ),
     },
     RouteSpec {
@@ -284,7 +310,7 @@ pub const CATALOG: &[RouteSpec] = &[
         status: 200,
         query: &[],
         object: Some("deal"),
-        example: Some(|| json!({"amount_minor": 1_500_000, "expected_close_date": "2027-01-10"})),
+        example: Some(|_| json!({"amount_minor": 1_500_000, "expected_close_date": "2027-01-10"})),
     },
     RouteSpec {
         method: "get",
@@ -297,6 +323,113 @@ pub const CATALOG: &[RouteSpec] = &[
         status: 200,
         query: &[],
         object: None,
+        example: None,
+    },
+    RouteSpec {
+        method: "get",
+        path: "/users/{id}/working-hours",
+        summary: "A rep's working hours and their time zone (none set: bookable any time)",
+        tag: "meetings",
+        roles: Some(Role::SALES),
+        request: None,
+        response: "WorkingHours",
+        status: 200,
+        query: &[],
+        object: Some("user"),
+        example: None,
+    },
+    RouteSpec {
+        method: "put",
+        path: "/users/{id}/working-hours",
+        summary: "Replace a rep's working hours (ISO weekdays, HH:MM in an IANA time zone)",
+        tag: "meetings",
+        roles: Some(crate::routes::meetings::HOURS_EDITORS),
+        request: Some("SetWorkingHours"),
+        response: "WorkingHours",
+        status: 200,
+        query: &[],
+        object: Some("user"),
+        example: Some(|_| {
+            json!({"time_zone": "Asia/Riyadh", "hours": [
+                {"weekday": 7, "starts": "09:00", "ends": "17:00"},
+                {"weekday": 1, "starts": "09:00", "ends": "13:00"},
+                {"weekday": 1, "starts": "16:00", "ends": "21:00"}]})
+        }),
+    },
+    RouteSpec {
+        method: "get",
+        path: "/meetings",
+        summary: "Meetings starting in a time range (default: the next 90 days), in time order",
+        tag: "meetings",
+        roles: Some(Role::SALES),
+        request: None,
+        response: "MeetingList",
+        status: 200,
+        query: MEETING_QUERY,
+        object: None,
+        example: None,
+    },
+    RouteSpec {
+        method: "post",
+        path: "/meetings",
+        summary: "Book a meeting with a rep (409 when the rep is taken, 422 outside working hours)",
+        tag: "meetings",
+        roles: Some(Role::SALES),
+        request: Some("CreateMeeting"),
+        response: "Meeting",
+        status: 201,
+        query: &[],
+        object: Some("meeting"),
+        example: Some(|ids| {
+            // A fresh slot each time, far in the future: examples never collide.
+            let start = 4_102_444_800 + (uuid::Uuid::new_v4().as_u128() % 1_000_000) as i64 * 3_600;
+            let at = |t: i64| {
+                time::OffsetDateTime::from_unix_timestamp(t)
+                    .expect("a valid time")
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .expect("formats")
+            };
+            json!({"rep_user_id": id_of(ids, "user"), "title": "عرض الضمان الذهبي",
+                   "starts_at": at(start), "ends_at": at(start + 1_800), "location": "فرع العليا"})
+        }),
+    },
+    RouteSpec {
+        method: "get",
+        path: "/meetings/{id}",
+        summary: "One meeting",
+        tag: "meetings",
+        roles: Some(Role::SALES),
+        request: None,
+        response: "Meeting",
+        status: 200,
+        query: &[],
+        object: Some("meeting"),
+        example: None,
+    },
+    RouteSpec {
+        method: "patch",
+        path: "/meetings/{id}",
+        summary: "Reschedule, rename or cancel a meeting (a cancelled one is final)",
+        tag: "meetings",
+        roles: Some(Role::SALES),
+        request: Some("UpdateMeeting"),
+        response: "Meeting",
+        status: 200,
+        query: &[],
+        object: Some("meeting"),
+        example: Some(|_| json!({"location": "عن بعد"})),
+    },
+    RouteSpec {
+        method: "get",
+        path: "/meetings/{id}/ics",
+        summary: "The meeting as an iCalendar (.ics) file",
+        tag: "meetings",
+        roles: Some(Role::SALES),
+        request: None,
+        response: "Ics",
+        status: 200,
+        query: &[],
+        object: Some("meeting"),
         example: None,
     },
     RouteSpec {
@@ -324,7 +457,7 @@ pub const CATALOG: &[RouteSpec] = &[
         query: &[],
         object: Some("lead"),
         example: Some(
-            || json!({"source": "whatsapp", "score": 40, "score_reasons": [{"reason": "سأل عن سعر السبائك", "points": 40}], "sector": "retail", "territory": "الرياض"}),
+            |_| json!({"source": "whatsapp", "score": 40, "score_reasons": [{"reason": "سأل عن سعر السبائك", "points": 40}], "sector": "retail", "territory": "الرياض"}),
         ),
     },
     RouteSpec {
@@ -351,7 +484,7 @@ pub const CATALOG: &[RouteSpec] = &[
         status: 200,
         query: &[],
         object: Some("lead"),
-        example: Some(|| json!({"score": 55, "qualification": {"budget_sar": 50000}})),
+        example: Some(|_| json!({"score": 55, "qualification": {"budget_sar": 50000}})),
     },
 ];
 
@@ -496,6 +629,27 @@ fn components() -> Value {
                 "contact_id": nullable_uuid, "expected_close_date": {"type": ["string", "null"], "format": "date"},
                 "owner_user_id": nullable_uuid}},
             "DealPage": page("Deal"),
+            "Hours": {"type": "object", "additionalProperties": false, "required": ["weekday", "starts", "ends"], "properties": {
+                "weekday": {"type": "integer", "minimum": 1, "maximum": 7, "description": "ISO: 1 Monday … 7 Sunday"},
+                "starts": {"type": "string", "pattern": "^[0-2][0-9]:[0-5][0-9]$"}, "ends": {"type": "string", "pattern": "^[0-2][0-9]:[0-5][0-9]$"}}},
+            "WorkingHours": {"type": "object", "properties": {"user_id": uuid, "time_zone": nullable_text,
+                "hours": {"type": "array", "items": {"$ref": "#/components/schemas/Hours"}}}},
+            "SetWorkingHours": {"type": "object", "additionalProperties": false, "required": ["time_zone", "hours"], "properties": {
+                "time_zone": {"type": "string", "description": "IANA name, e.g. Asia/Riyadh"},
+                "hours": {"type": "array", "items": {"$ref": "#/components/schemas/Hours"}}}},
+            "Meeting": {"type": "object", "properties": {"id": uuid, "rep_user_id": uuid, "contact_id": nullable_uuid,
+                "lead_id": nullable_uuid, "deal_id": nullable_uuid, "title": {"type": "string"}, "location": nullable_text,
+                "starts_at": time, "ends_at": time, "status": {"type": "string", "enum": ["scheduled", "cancelled"]},
+                "sequence": {"type": "integer"}, "created_at": time, "updated_at": time}},
+            "MeetingList": {"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Meeting"}}}},
+            "CreateMeeting": {"type": "object", "additionalProperties": false, "required": ["rep_user_id", "title", "starts_at", "ends_at"],
+                "properties": {"rep_user_id": uuid, "title": {"type": "string", "minLength": 1, "maxLength": 200},
+                "starts_at": time, "ends_at": time, "location": {"type": "string", "maxLength": 500},
+                "contact_id": uuid, "lead_id": uuid, "deal_id": uuid}},
+            "UpdateMeeting": {"type": "object", "additionalProperties": false, "properties": {
+                "title": {"type": "string", "minLength": 1, "maxLength": 200}, "location": nullable_text,
+                "starts_at": time, "ends_at": time, "status": {"type": "string", "enum": ["scheduled", "cancelled"]}}},
+            "Ics": {"type": "string", "contentMediaType": "text/calendar"},
             "Forecast": {"type": "object", "description": "Weighted amount = Σ(amount_minor × probability) / 100 per period and currency, rounded half away from zero once per row.",
                 "properties": {"items": {"type": "array", "items": {"type": "object", "properties": {
                 "period": {"type": "string", "format": "date"}, "currency": {"type": "string"}, "deals": {"type": "integer"},
@@ -528,15 +682,26 @@ fn operation(route: &RouteSpec) -> Value {
             "integer" => json!({"type": "integer"}),
             "uuid" => json!({"type": "string", "format": "uuid"}),
             "date" => json!({"type": "string", "format": "date"}),
+            "date-time" => json!({"type": "string", "format": "date-time"}),
             "string" => json!({"type": "string"}),
             other => json!({"$ref": format!("#/components/schemas/{other}")}),
         };
         parameters.push(json!({"name": name, "in": "query", "required": false, "schema": schema, "description": description}));
     }
     let mut responses = serde_json::Map::new();
+    let media = if route.response == "Ics" {
+        "text/calendar"
+    } else {
+        "application/json"
+    };
+    let mut success = serde_json::Map::new();
+    success.insert(
+        media.into(),
+        json!({"schema": {"$ref": format!("#/components/schemas/{}", route.response)}}),
+    );
     responses.insert(
         route.status.to_string(),
-        json!({"description": "success", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{}", route.response)}}}}),
+        json!({"description": "success", "content": success}),
     );
     responses.insert("400".into(), error_response("malformed request"));
     responses.insert("401".into(), error_response("no valid token"));
@@ -577,7 +742,7 @@ fn operation(route: &RouteSpec) -> Value {
     if let Some(schema) = route.request {
         let mut content = json!({"schema": {"$ref": format!("#/components/schemas/{schema}")}});
         if let Some(example) = route.example {
-            content["example"] = example();
+            content["example"] = example(&Ids::new());
         }
         op["requestBody"] = json!({"required": true, "content": {"application/json": content}});
     }

@@ -6,6 +6,7 @@ pub mod channels;
 pub mod contacts;
 pub mod deals;
 pub mod leads;
+pub mod meetings;
 pub mod tenants;
 pub mod users;
 

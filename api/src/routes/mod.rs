@@ -11,6 +11,7 @@ pub mod deals;
 pub mod health;
 pub mod leads;
 pub mod login;
+pub mod meetings;
 pub mod users;
 pub mod webhooks;
 
@@ -21,6 +22,13 @@ pub fn api_v1() -> Router<AppState> {
         .route("/me", get(users::me))
         .route("/users", get(users::list).post(users::create))
         .route("/users/{id}", get(users::get))
+        .route(
+            "/users/{id}/working-hours",
+            get(meetings::get_hours).put(meetings::set_hours),
+        )
+        .route("/meetings", get(meetings::list).post(meetings::create))
+        .route("/meetings/{id}", get(meetings::get).patch(meetings::update))
+        .route("/meetings/{id}/ics", get(meetings::ics))
         .route("/contacts", get(contacts::list).post(contacts::create))
         .route("/contacts/{id}", get(contacts::get).patch(contacts::update))
         .route("/deals", get(deals::list).post(deals::create))

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, error_code, spawn_app};
 
 async fn stages(app: &TestApp, token: &str) -> Vec<(String, String)> {
-    let body: Value = app.get_json("/api/v1/pipeline/stages", &token).await;
+    let body: Value = app.get_json("/api/v1/pipeline/stages", token).await;
     body["items"]
         .as_array()
         .unwrap()

@@ -12,5 +12,6 @@ mod health;
 mod helpers;
 mod leads;
 mod matrix;
+mod meetings;
 mod rls;
 mod whatsapp;

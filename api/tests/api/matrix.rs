@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use api::auth::Role;
-use api::openapi::{CATALOG, RouteSpec};
+use api::openapi::{CATALOG, Ids, RouteSpec};
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, error_code, spawn_app};
@@ -15,10 +15,12 @@ fn path_with(route: &RouteSpec, id: &str) -> String {
     format!("/api/v1{}", route.path.replace("{id}", id))
 }
 
-fn body_of(route: &RouteSpec) -> Option<Value> {
-    route
-        .request
-        .map(|_| route.example.map_or_else(|| json!({}), |example| example()))
+fn body_of(route: &RouteSpec, ids: &Ids) -> Option<Value> {
+    route.request.map(|_| {
+        route
+            .example
+            .map_or_else(|| json!({}), |example| example(ids))
+    })
 }
 
 /// The catalog is what the router serves: every entry is routed (no 405, no "route not found"),
@@ -29,7 +31,7 @@ async fn the_catalog_matches_the_router_and_the_document() {
     let tenant = app.test_db.tenant("riyadh-gold").await;
     let token = app.token(tenant, Role::Superadmin);
     for route in CATALOG {
-        let body = body_of(route);
+        let body = body_of(route, &Ids::new());
         let path = path_with(route, &uuid::Uuid::new_v4().to_string());
         let r = app
             .send(route.method, &path, Some(&token), body.as_ref())
@@ -130,12 +132,12 @@ async fn every_route_checks_roles() {
     for route in CATALOG {
         let Some(allowed) = route.roles else { continue };
         let path = path_with(route, &uuid::Uuid::new_v4().to_string());
-        let body = body_of(route);
+        let body = body_of(route, &Ids::new());
         let r = app.send(route.method, &path, None, body.as_ref()).await;
         assert_eq!(r.status(), 401, "{} {path} without a token", route.method);
         for role in Role::ALL {
             let token = app.token(tenant, *role);
-            let body = body_of(route);
+            let body = body_of(route, &Ids::new());
             let r = app
                 .send(route.method, &path, Some(&token), body.as_ref())
                 .await;
@@ -151,13 +153,13 @@ async fn every_route_checks_roles() {
 }
 
 /// Creates one object of each kind the catalog can create, in `tenant`; returns the ids by kind.
-async fn objects_of(app: &TestApp, token: &str) -> HashMap<&'static str, String> {
-    let mut ids = HashMap::new();
+async fn objects_of(app: &TestApp, token: &str) -> Ids {
+    let mut ids = Ids::new();
     for route in CATALOG
         .iter()
         .filter(|r| r.method == "post" && r.object.is_some())
     {
-        let body = body_of(route);
+        let body = body_of(route, &ids);
         let r = app
             .send(
                 route.method,
@@ -199,7 +201,7 @@ async fn another_tenants_objects_are_not_found_and_never_listed() {
         let id = objects_b
             .get(kind)
             .unwrap_or_else(|| panic!("no route creates a {kind}"));
-        let body = body_of(route);
+        let body = body_of(route, &objects_a);
         let r = app
             .send(
                 route.method,
@@ -221,7 +223,7 @@ async fn another_tenants_objects_are_not_found_and_never_listed() {
                 route.method,
                 &path_with(route, &objects_a[kind]),
                 Some(&token_a),
-                body_of(route).as_ref(),
+                body_of(route, &objects_a).as_ref(),
             )
             .await;
         assert_eq!(own.status().as_u16(), route.status, "{text}: A's own");
@@ -295,7 +297,18 @@ async fn bodies_naming_another_tenants_records_are_rejected() {
     .fetch_one(&app.test_db.db().admin)
     .await
     .unwrap();
+    let b_deal: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO deals (tenant_id, title, stage_id, amount_minor, currency)
+         VALUES ($1, 'صفقة جدة', $2, 100, 'SAR') RETURNING id",
+    )
+    .bind(b.0)
+    .bind(b_stage)
+    .fetch_one(&app.test_db.db().admin)
+    .await
+    .unwrap();
     let foreign: HashMap<&str, uuid::Uuid> = HashMap::from([
+        ("rep_user_id", b_user.0),
+        ("deal_id", b_deal),
         ("owner_user_id", b_user.0),
         ("contact_id", b_contact),
         ("lead_id", b_lead),
@@ -324,8 +337,9 @@ async fn bodies_naming_another_tenants_records_are_rejected() {
         for (name, value) in fields {
             let leads_before = app.count("SELECT count(*) FROM leads").await;
             let deals_before = app.count("SELECT count(*) FROM deals").await;
+            let meetings_before = app.count("SELECT count(*) FROM meetings").await;
             let audit_before = app.count("SELECT count(*) FROM audit_log").await;
-            let mut body = body_of(route).unwrap();
+            let mut body = body_of(route, &objects_a).unwrap();
             body[&name] = value;
             let r = app
                 .send(route.method, &path, Some(&token_a), Some(&body))
@@ -340,6 +354,11 @@ async fn bodies_naming_another_tenants_records_are_rejected() {
             assert_eq!(
                 app.count("SELECT count(*) FROM deals").await,
                 deals_before,
+                "{what}"
+            );
+            assert_eq!(
+                app.count("SELECT count(*) FROM meetings").await,
+                meetings_before,
                 "{what}"
             );
             assert_eq!(
