@@ -95,6 +95,13 @@ const MEETING_QUERY: &[(&str, &str, &str)] = &[
     ("limit", "integer", "at most this many, 1–200 (default 50)"),
 ];
 
+const PROPOSAL_QUERY: &[(&str, &str, &str)] = &[
+    ("deal_id", "uuid", "only this deal's proposals"),
+    ("status", "ProposalStatus", "only proposals in this status"),
+    ("limit", "integer", "page size, 1–200 (default 50)"),
+    ("cursor", "string", "the next_cursor of the previous page"),
+];
+
 const LEAD_QUERY: &[(&str, &str, &str)] = &[
     ("status", "LeadStatus", "only leads in this status"),
     ("owner_user_id", "uuid", "only leads this user owns"),
@@ -434,6 +441,61 @@ pub const CATALOG: &[RouteSpec] = &[
     },
     RouteSpec {
         method: "get",
+        path: "/proposals",
+        summary: "List proposals, newest first",
+        tag: "proposals",
+        roles: Some(Role::SALES),
+        request: None,
+        response: "ProposalPage",
+        status: 200,
+        query: PROPOSAL_QUERY,
+        object: None,
+        example: None,
+    },
+    RouteSpec {
+        method: "post",
+        path: "/proposals",
+        summary: "Write a proposal (a draft) on a deal",
+        tag: "proposals",
+        roles: Some(Role::SALES),
+        request: Some("CreateProposal"),
+        response: "Proposal",
+        status: 201,
+        query: &[],
+        object: Some("proposal"),
+        example: Some(|ids| {
+            json!({"deal_id": id_of(ids, "deal"), "title": "عرض سبائك الذهب",
+                   "content": "## العرض\nسبيكة ١ كغ عيار ٢٤ مع الضمان الذهبي.", "amount_minor": 1_234_567, "currency": "SAR"})
+        }),
+    },
+    RouteSpec {
+        method: "get",
+        path: "/proposals/{id}",
+        summary: "One proposal",
+        tag: "proposals",
+        roles: Some(Role::SALES),
+        request: None,
+        response: "Proposal",
+        status: 200,
+        query: &[],
+        object: Some("proposal"),
+        example: None,
+    },
+    RouteSpec {
+        method: "patch",
+        path: "/proposals/{id}",
+        summary: "Edit a draft, or move it: draft → sent → accepted | declined",
+        tag: "proposals",
+        roles: Some(Role::SALES),
+        request: Some("UpdateProposal"),
+        response: "Proposal",
+        status: 200,
+        query: &[],
+        object: Some("proposal"),
+        example: Some(|_| json!({"title": "عرض سبائك الذهب (معدّل)"})),
+    },
+    RouteSpec {
+        method: "get",
         path: "/leads",
         summary: "List leads, newest first, with filters",
         tag: "leads",
@@ -650,6 +712,21 @@ fn components() -> Value {
                 "title": {"type": "string", "minLength": 1, "maxLength": 200}, "location": nullable_text,
                 "starts_at": time, "ends_at": time, "status": {"type": "string", "enum": ["scheduled", "cancelled"]}}},
             "Ics": {"type": "string", "contentMediaType": "text/calendar"},
+            "ProposalStatus": {"type": "string", "enum": ["draft", "sent", "accepted", "declined"]},
+            "Proposal": {"type": "object", "properties": {"id": uuid, "deal_id": uuid, "title": {"type": "string"},
+                "content": {"type": "string", "description": "Markdown"}, "amount_minor": {"type": ["integer", "null"]},
+                "currency": nullable_text, "status": {"$ref": "#/components/schemas/ProposalStatus"},
+                "author_user_id": nullable_uuid, "author_agent": nullable_text,
+                "sent_at": {"type": ["string", "null"], "format": "date-time"},
+                "decided_at": {"type": ["string", "null"], "format": "date-time"}, "created_at": time, "updated_at": time}},
+            "CreateProposal": {"type": "object", "additionalProperties": false, "required": ["deal_id", "title", "content"], "properties": {
+                "deal_id": uuid, "title": {"type": "string", "minLength": 1, "maxLength": 200}, "content": {"type": "string"},
+                "amount_minor": {"$ref": "#/components/schemas/Money"}, "currency": {"type": "string", "pattern": "^[A-Z]{3}$"}}},
+            "UpdateProposal": {"type": "object", "additionalProperties": false, "properties": {
+                "title": {"type": "string", "minLength": 1, "maxLength": 200}, "content": {"type": "string"},
+                "amount_minor": {"type": ["integer", "null"], "minimum": 0}, "currency": {"type": ["string", "null"], "pattern": "^[A-Z]{3}$"},
+                "status": {"$ref": "#/components/schemas/ProposalStatus"}}},
+            "ProposalPage": page("Proposal"),
             "Forecast": {"type": "object", "description": "Weighted amount = Σ(amount_minor × probability) / 100 per period and currency, rounded half away from zero once per row.",
                 "properties": {"items": {"type": "array", "items": {"type": "object", "properties": {
                 "period": {"type": "string", "format": "date"}, "currency": {"type": "string"}, "deals": {"type": "integer"},

@@ -7,6 +7,7 @@ pub mod contacts;
 pub mod deals;
 pub mod leads;
 pub mod meetings;
+pub mod proposals;
 pub mod tenants;
 pub mod users;
 

@@ -12,6 +12,7 @@ pub mod health;
 pub mod leads;
 pub mod login;
 pub mod meetings;
+pub mod proposals;
 pub mod users;
 pub mod webhooks;
 
@@ -36,6 +37,11 @@ pub fn api_v1() -> Router<AppState> {
         .route("/deals/summary", get(deals::summary))
         .route("/deals/{id}", get(deals::get).patch(deals::update))
         .route("/pipeline/stages", get(deals::stages))
+        .route("/proposals", get(proposals::list).post(proposals::create))
+        .route(
+            "/proposals/{id}",
+            get(proposals::get).patch(proposals::update),
+        )
         .route("/leads", get(leads::list).post(leads::create))
         .route("/leads/{id}", get(leads::get).patch(leads::update))
 }

@@ -13,5 +13,6 @@ mod helpers;
 mod leads;
 mod matrix;
 mod meetings;
+mod proposals;
 mod rls;
 mod whatsapp;
