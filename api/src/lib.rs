@@ -20,6 +20,9 @@
 //! Architecture invariant: `api` is the only crate that serves HTTP or has a `main`; it may depend on
 //! every other Wasit crate, and none depends on it.
 
+// The OpenAPI document's schema literals (`openapi::components`) nest deeply in `serde_json::json!`.
+#![recursion_limit = "256"]
+
 pub mod app;
 pub mod auth;
 pub mod cli;

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod channels;
 pub mod contacts;
+pub mod conversations;
 pub mod deals;
 pub mod leads;
 pub mod meetings;

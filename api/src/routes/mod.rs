@@ -7,6 +7,7 @@ use axum::routing::{get, post};
 use crate::app::AppState;
 
 pub mod contacts;
+pub mod conversations;
 pub mod deals;
 pub mod health;
 pub mod leads;
@@ -42,6 +43,10 @@ pub fn api_v1() -> Router<AppState> {
             "/proposals/{id}",
             get(proposals::get).patch(proposals::update),
         )
+        .route("/conversations", get(conversations::list))
+        .route("/conversations/{id}", get(conversations::get))
+        .route("/conversations/{id}/messages", get(conversations::messages))
+        .route("/conversations/{id}/turns", get(conversations::turns))
         .route("/leads", get(leads::list).post(leads::create))
         .route("/leads/{id}", get(leads::get).patch(leads::update))
 }

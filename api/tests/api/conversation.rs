@@ -736,3 +736,75 @@ async fn a_long_reply_is_split_and_sent_in_order() {
         "parts out of order or lost"
     );
 }
+
+/// What the runtime did is readable through the REST API: the conversation in the list, its
+/// messages in order (Arabic byte-exact, both directions), and its audited turn — the turns for
+/// prompt engineers too, the messages not.
+#[tokio::test]
+async fn a_conversation_is_read_back_through_the_api() {
+    let h = harness().await;
+    let arabic = "هل يوجد ضمان ذهبي على السبائك؟";
+    h.app
+        .post_whatsapp(&notification(&[text(
+            "wamid.read.1",
+            "966500000031",
+            arabic,
+        )]))
+        .await;
+    h.graph.wait_for_delivered(1, WAIT).await;
+    settle().await;
+    let rep = h.app.token(h.tenant, api::auth::Role::SalesRep);
+    let list = h
+        .app
+        .get_json("/api/v1/conversations?channel=whatsapp&status=open", &rep)
+        .await;
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["contact_name"], serde_json::Value::Null, "no profile in this payload");
+    assert_eq!(items[0]["turns"], 1);
+    let none = h
+        .app
+        .get_json("/api/v1/conversations?needs_human=true", &rep)
+        .await;
+    assert_eq!(none["items"], serde_json::json!([]));
+
+    let id = items[0]["id"].as_str().unwrap();
+    let messages = h
+        .app
+        .get_json(&format!("/api/v1/conversations/{id}/messages"), &rep)
+        .await;
+    let messages = messages["items"].as_array().unwrap();
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[0]["direction"], "inbound");
+    assert_eq!(
+        messages[0]["body"].as_str().unwrap().as_bytes(),
+        arabic.as_bytes()
+    );
+    assert!(messages[0]["processed_at"].is_string());
+    assert_eq!(messages[1]["direction"], "outbound");
+    assert_eq!(messages[1]["body"], format!("رد: {arabic}"));
+    assert!(messages[0]["seq"].as_i64() < messages[1]["seq"].as_i64());
+
+    let engineer = h.app.token(h.tenant, api::auth::Role::PromptEngineer);
+    let turns = h
+        .app
+        .get_json(&format!("/api/v1/conversations/{id}/turns"), &engineer)
+        .await;
+    let turn = &turns["items"][0];
+    assert_eq!(turn["turn_seq"], 1);
+    assert_eq!(turn["agent"], "sales");
+    assert_eq!(turn["prompt_version"].as_str().unwrap().len(), 64);
+    assert!(turn["tokens_in"].as_i64().unwrap() > 0);
+    let r = h
+        .app
+        .get(
+            &format!("/api/v1/conversations/{id}/messages"),
+            Some(&engineer),
+        )
+        .await;
+    assert_eq!(
+        r.status(),
+        403,
+        "prompt engineers read turns, not customers' messages"
+    );
+}

@@ -155,6 +155,23 @@ async fn every_route_checks_roles() {
 /// Creates one object of each kind the catalog can create, in `tenant`; returns the ids by kind.
 async fn objects_of(app: &TestApp, token: &str) -> Ids {
     let mut ids = Ids::new();
+    // Kinds no route creates (conversations come from channels): made as a channel would.
+    let me = app.get_json("/api/v1/me", token).await;
+    let tenant: uuid::Uuid = me["tenant"]["id"].as_str().unwrap().parse().unwrap();
+    let conversation: uuid::Uuid = sqlx::query_scalar(
+        "WITH c AS (INSERT INTO contacts (tenant_id, display_name) VALUES ($1, 'عميل') RETURNING id),
+              v AS (INSERT INTO conversations (tenant_id, contact_id, channel) SELECT $1, id, 'whatsapp' FROM c RETURNING id),
+              m AS (INSERT INTO messages (tenant_id, conversation_id, direction, channel, kind, body)
+                    SELECT $1, id, 'inbound', 'whatsapp', 'text', 'مرحبا' FROM v),
+              a AS (INSERT INTO ai_conversations (tenant_id, conversation_id, turn_seq, agent, prompt_version, model)
+                    SELECT $1, id, 1, 'sales', 'sha256:test', 'test-model' FROM v)
+         SELECT id FROM v",
+    )
+    .bind(tenant)
+    .fetch_one(&app.test_db.db().admin)
+    .await
+    .unwrap();
+    ids.insert("conversation", conversation.to_string());
     for route in CATALOG
         .iter()
         .filter(|r| r.method == "post" && r.object.is_some())
