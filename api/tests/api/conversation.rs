@@ -760,7 +760,11 @@ async fn a_conversation_is_read_back_through_the_api() {
         .await;
     let items = list["items"].as_array().unwrap();
     assert_eq!(items.len(), 1);
-    assert_eq!(items[0]["contact_name"], serde_json::Value::Null, "no profile in this payload");
+    assert_eq!(
+        items[0]["contact_name"],
+        serde_json::Value::Null,
+        "no profile in this payload"
+    );
     assert_eq!(items[0]["turns"], 1);
     let none = h
         .app
