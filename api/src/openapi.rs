@@ -115,6 +115,24 @@ const CONVERSATION_QUERY: &[(&str, &str, &str)] = &[
     ("cursor", "string", "the next_cursor of the previous page"),
 ];
 
+const NOTIFICATION_QUERY: &[(&str, &str, &str)] = &[
+    ("unread", "boolean", "only unread ones"),
+    ("limit", "integer", "page size, 1–200 (default 50)"),
+    ("cursor", "string", "the next_cursor of the previous page"),
+];
+
+const AUDIT_QUERY: &[(&str, &str, &str)] = &[
+    (
+        "entity",
+        "string",
+        "lead, contact, deal, meeting, proposal, working_hours",
+    ),
+    ("entity_id", "uuid", "one record's history"),
+    ("actor_user_id", "uuid", "one user's changes"),
+    ("limit", "integer", "page size, 1–200 (default 50)"),
+    ("cursor", "string", "the next_cursor of the previous page"),
+];
+
 const LEAD_QUERY: &[(&str, &str, &str)] = &[
     ("status", "LeadStatus", "only leads in this status"),
     ("owner_user_id", "uuid", "only leads this user owns"),
@@ -561,6 +579,45 @@ pub const CATALOG: &[RouteSpec] = &[
     },
     RouteSpec {
         method: "get",
+        path: "/notifications",
+        summary: "The caller's notifications, newest first (unread=true for the unread ones)",
+        tag: "notifications",
+        roles: Some(Role::ALL),
+        request: None,
+        response: "NotificationPage",
+        status: 200,
+        query: NOTIFICATION_QUERY,
+        object: None,
+        example: None,
+    },
+    RouteSpec {
+        method: "patch",
+        path: "/notifications/{id}",
+        summary: "Mark one of the caller's notifications read or unread",
+        tag: "notifications",
+        roles: Some(Role::ALL),
+        request: Some("MarkNotification"),
+        response: "Notification",
+        status: 200,
+        query: &[],
+        object: Some("notification"),
+        example: Some(|_| json!({"read": true})),
+    },
+    RouteSpec {
+        method: "get",
+        path: "/audit-log",
+        summary: "Who changed what: every change made through the API, with the record before and after",
+        tag: "notifications",
+        roles: Some(crate::routes::notifications::AUDITORS),
+        request: None,
+        response: "AuditPage",
+        status: 200,
+        query: AUDIT_QUERY,
+        object: None,
+        example: None,
+    },
+    RouteSpec {
+        method: "get",
         path: "/leads",
         summary: "List leads, newest first, with filters",
         tag: "leads",
@@ -810,6 +867,16 @@ fn components() -> Value {
                 "tokens_out": {"type": "integer"}, "latency_ms": {"type": "integer"}, "tool_calls": {"type": "array"},
                 "outcome": {"type": "object"}, "created_at": time}},
             "TurnPage": page("Turn"),
+            "Notification": {"type": "object", "properties": {"id": uuid, "kind": {"type": "string"}, "title": {"type": "string"},
+                "body": nullable_text, "data": {"type": "object"}, "read_at": {"type": ["string", "null"], "format": "date-time"},
+                "created_at": time}},
+            "NotificationPage": page("Notification"),
+            "MarkNotification": {"type": "object", "additionalProperties": false, "required": ["read"],
+                "properties": {"read": {"type": "boolean"}}},
+            "AuditEntry": {"type": "object", "properties": {"id": uuid, "actor_user_id": nullable_uuid,
+                "actor_role": {"$ref": "#/components/schemas/Role"}, "action": {"type": "string"}, "entity": {"type": "string"},
+                "entity_id": nullable_uuid, "before": {}, "after": {}, "at": time}},
+            "AuditPage": page("AuditEntry"),
             "Forecast": {"type": "object", "description": "Weighted amount = Σ(amount_minor × probability) / 100 per period and currency, rounded half away from zero once per row.",
                 "properties": {"items": {"type": "array", "items": {"type": "object", "properties": {
                 "period": {"type": "string", "format": "date"}, "currency": {"type": "string"}, "deals": {"type": "integer"},

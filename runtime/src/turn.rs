@@ -371,6 +371,12 @@ pub async fn apply(
                 .bind(input.conversation)
                 .execute(&mut *tx)
                 .await?;
+                // The people who can take it over hear about it, in the same transaction.
+                sqlx::query("SELECT wasit_notify_escalation($1, $2)")
+                    .bind(input.conversation)
+                    .bind(reason)
+                    .execute(&mut *tx)
+                    .await?;
                 tracing::info!(conversation = %input.conversation, reason, "conversation escalated to a human");
             }
             TurnAction::Handoff { to_agent, .. } => {
@@ -536,6 +542,11 @@ pub async fn dead_letter(
     .bind(conversation)
     .execute(&mut *tx)
     .await?;
+    sqlx::query("SELECT wasit_notify_escalation($1, $2)")
+        .bind(conversation)
+        .bind(format!("messages could not be processed: {reason}"))
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(usize::try_from(rows).unwrap_or(0))
 }

@@ -8,6 +8,7 @@ pub mod conversations;
 pub mod deals;
 pub mod leads;
 pub mod meetings;
+pub mod notifications;
 pub mod proposals;
 pub mod tenants;
 pub mod users;

@@ -2,7 +2,7 @@
 //! repository inside a tenant transaction, answer.
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 
 use crate::app::AppState;
 
@@ -13,6 +13,7 @@ pub mod health;
 pub mod leads;
 pub mod login;
 pub mod meetings;
+pub mod notifications;
 pub mod proposals;
 pub mod users;
 pub mod webhooks;
@@ -47,6 +48,9 @@ pub fn api_v1() -> Router<AppState> {
         .route("/conversations/{id}", get(conversations::get))
         .route("/conversations/{id}/messages", get(conversations::messages))
         .route("/conversations/{id}/turns", get(conversations::turns))
+        .route("/notifications", get(notifications::list))
+        .route("/notifications/{id}", patch(notifications::mark))
+        .route("/audit-log", get(notifications::audit_log))
         .route("/leads", get(leads::list).post(leads::create))
         .route("/leads/{id}", get(leads::get).patch(leads::update))
 }

@@ -812,3 +812,87 @@ async fn a_conversation_is_read_back_through_the_api() {
         "prompt engineers read turns, not customers' messages"
     );
 }
+
+/// An escalation notifies, in its own transaction, everyone who works conversations (admins,
+/// managers, reps; not prompt engineers, not disabled users); each reads and marks only their own.
+#[tokio::test]
+async fn an_escalation_notifies_the_people_who_can_take_it() {
+    use api::auth::Role;
+    let h = harness().await;
+    let rep = h.app.user_token(h.tenant, Role::SalesRep).await;
+    let manager = h.app.user_token(h.tenant, Role::SalesManager).await;
+    let engineer = h.app.user_token(h.tenant, Role::PromptEngineer).await;
+    let gone = h
+        .app
+        .test_db
+        .user(
+            h.tenant,
+            "gone@example.com",
+            Role::SalesRep,
+            "long enough password",
+        )
+        .await;
+    sqlx::query("UPDATE users SET disabled_at = now() WHERE id = $1")
+        .bind(gone.0)
+        .execute(&h.app.test_db.db().admin)
+        .await
+        .unwrap();
+    h.app
+        .post_whatsapp(&notification(&[text(
+            "n1",
+            "966500000041",
+            "أريد التحدث مع مُحامٍ الآن",
+        )]))
+        .await;
+    wait_for_count(
+        &h.app,
+        "SELECT count(*) FROM notifications",
+        |n| n == 2,
+        "the escalation's notifications",
+    )
+    .await;
+    let conversation: uuid::Uuid = sqlx::query_scalar("SELECT id FROM conversations")
+        .fetch_one(&h.app.test_db.db().admin)
+        .await
+        .unwrap();
+
+    let mine = h
+        .app
+        .get_json("/api/v1/notifications?unread=true", &rep)
+        .await;
+    let items = mine["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["kind"], "conversation_escalated");
+    assert_eq!(items[0]["title"], "محادثة تحتاج إلى موظف");
+    assert_eq!(
+        items[0]["data"]["conversation_id"],
+        conversation.to_string()
+    );
+    let engineers = h.app.get_json("/api/v1/notifications", &engineer).await;
+    assert_eq!(engineers["items"], serde_json::json!([]));
+
+    let path = format!("/api/v1/notifications/{}", items[0]["id"].as_str().unwrap());
+    let read = serde_json::json!({"read": true});
+    let r = h
+        .app
+        .send("patch", &path, Some(&manager), Some(&read))
+        .await;
+    assert_eq!(r.status(), 404, "another user's notification is not found");
+    let r = h.app.send("patch", &path, Some(&rep), Some(&read)).await;
+    let marked: Value = r.json().await.unwrap();
+    assert!(marked["read_at"].is_string());
+    let unread = h
+        .app
+        .get_json("/api/v1/notifications?unread=true", &rep)
+        .await;
+    assert_eq!(unread["items"], serde_json::json!([]));
+    let managers = h
+        .app
+        .get_json("/api/v1/notifications?unread=true", &manager)
+        .await;
+    assert_eq!(
+        managers["items"].as_array().unwrap().len(),
+        1,
+        "each user reads their own"
+    );
+}

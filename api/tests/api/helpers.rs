@@ -221,6 +221,21 @@ impl TestApp {
         format!("http://{}{path}", self.addr)
     }
 
+    /// A token whose subject is a real user of `tenant` with `role`, created for it.
+    pub async fn user_token(&self, tenant: TenantId, role: Role) -> String {
+        let email = format!(
+            "{}-{}@example.com",
+            role.as_str(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let user = self
+            .test_db
+            .user(tenant, &email, role, "long enough password")
+            .await;
+        self.keys
+            .issue(tenant, role, &user.to_string(), time::Duration::minutes(10))
+    }
+
     pub fn token(&self, tenant: TenantId, role: Role) -> String {
         self.keys
             .issue(tenant, role, "cli:test", time::Duration::minutes(10))

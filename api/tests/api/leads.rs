@@ -242,3 +242,45 @@ async fn lists_filter_and_paginate_newest_first() {
     let r = app.get("/api/v1/leads?cursor=garbage", Some(&token)).await;
     assert_eq!(error_code(r, 400).await, "malformed");
 }
+
+/// The audit log is readable by admins and managers, filtered by record or by who changed it.
+#[tokio::test]
+async fn the_audit_log_says_who_changed_what() {
+    let app = spawn_app().await;
+    let tenant = app.test_db.tenant("riyadh-gold").await;
+    let rep = app.user_token(tenant, Role::SalesRep).await;
+    let manager = app.user_token(tenant, Role::SalesManager).await;
+    let lead = create(&app, &rep, json!({"source": "web"})).await;
+    let id = lead["id"].as_str().unwrap();
+    let r = patch(&app, &manager, id, json!({"status": "contacted"})).await;
+    assert_eq!(r.status(), 200);
+    create(&app, &manager, json!({"source": "sms"})).await;
+
+    let history = app
+        .get_json(
+            &format!("/api/v1/audit-log?entity=lead&entity_id={id}"),
+            &manager,
+        )
+        .await;
+    let entries = history["items"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0]["action"], "update", "newest first");
+    assert_eq!(entries[0]["actor_role"], "sales_manager");
+    assert_eq!(entries[0]["before"]["status"], "new");
+    assert_eq!(entries[0]["after"]["status"], "contacted");
+    assert_eq!(entries[1]["action"], "create");
+    assert_eq!(entries[1]["actor_role"], "sales_rep");
+    assert!(entries[1]["actor_user_id"].is_string());
+    let by_rep = app
+        .get_json(
+            &format!(
+                "/api/v1/audit-log?actor_user_id={}",
+                entries[1]["actor_user_id"].as_str().unwrap()
+            ),
+            &manager,
+        )
+        .await;
+    assert_eq!(by_rep["items"].as_array().unwrap().len(), 1);
+    let r = app.get("/api/v1/audit-log", Some(&rep)).await;
+    assert_eq!(error_code(r, 403).await, "forbidden");
+}

@@ -172,6 +172,17 @@ async fn objects_of(app: &TestApp, token: &str) -> Ids {
     .await
     .unwrap();
     ids.insert("conversation", conversation.to_string());
+    if let Some(user) = me["user"]["id"].as_str() {
+        let notification: uuid::Uuid = sqlx::query_scalar(
+            "INSERT INTO notifications (tenant_id, user_id, kind, title) VALUES ($1, $2::uuid, 'test', 'تنبيه') RETURNING id",
+        )
+        .bind(tenant)
+        .bind(user)
+        .fetch_one(&app.test_db.db().admin)
+        .await
+        .unwrap();
+        ids.insert("notification", notification.to_string());
+    }
     for route in CATALOG
         .iter()
         .filter(|r| r.method == "post" && r.object.is_some())
@@ -208,8 +219,8 @@ async fn another_tenants_objects_are_not_found_and_never_listed() {
     let app = spawn_app().await;
     let a = app.test_db.tenant("riyadh-gold").await;
     let b = app.test_db.tenant("jeddah-gold").await;
-    let token_a = app.token(a, Role::Superadmin);
-    let token_b = app.token(b, Role::Superadmin);
+    let token_a = app.user_token(a, Role::Superadmin).await;
+    let token_b = app.user_token(b, Role::Superadmin).await;
     let objects_a = objects_of(&app, &token_a).await;
     let objects_b = objects_of(&app, &token_b).await;
 
@@ -281,7 +292,7 @@ async fn bodies_naming_another_tenants_records_are_rejected() {
     let app = spawn_app().await;
     let a = app.test_db.tenant("riyadh-gold").await;
     let b = app.test_db.tenant("jeddah-gold").await;
-    let token_a = app.token(a, Role::Superadmin);
+    let token_a = app.user_token(a, Role::Superadmin).await;
     let objects_a = objects_of(&app, &token_a).await;
     // B's records of every kind a body can name.
     let b_user = app
