@@ -133,6 +133,17 @@ const AUDIT_QUERY: &[(&str, &str, &str)] = &[
     ("cursor", "string", "the next_cursor of the previous page"),
 ];
 
+const LIMIT: &[(&str, &str, &str)] =
+    &[("limit", "integer", "at most this many, 1–200 (default 50)")];
+
+const COMMISSION_QUERY: &[(&str, &str, &str)] = &[
+    ("period", "date", "the first day of a month"),
+    ("limit", "integer", "at most this many, 1–200 (default 50)"),
+];
+
+const PAYOUT_QUERY: &[(&str, &str, &str)] =
+    &[("period", "date", "the first day of a month (required)")];
+
 const LEAD_QUERY: &[(&str, &str, &str)] = &[
     ("status", "LeadStatus", "only leads in this status"),
     ("owner_user_id", "uuid", "only leads this user owns"),
@@ -618,6 +629,113 @@ pub const CATALOG: &[RouteSpec] = &[
     },
     RouteSpec {
         method: "get",
+        path: "/affiliates",
+        summary: "Affiliates, newest first",
+        tag: "affiliates",
+        roles: Some(crate::routes::affiliates::ROLES),
+        request: None,
+        response: "AffiliateList",
+        status: 200,
+        query: LIMIT,
+        object: None,
+        example: None,
+    },
+    RouteSpec {
+        method: "post",
+        path: "/affiliates",
+        summary: "Record an affiliate's application (a referral code is generated unless given)",
+        tag: "affiliates",
+        roles: Some(crate::routes::affiliates::ROLES),
+        request: Some("CreateAffiliate"),
+        response: "Affiliate",
+        status: 201,
+        query: &[],
+        object: Some("affiliate"),
+        example: Some(|_| json!({"display_name": "مجوهرات الخليج"})),
+    },
+    RouteSpec {
+        method: "get",
+        path: "/affiliates/{id}",
+        summary: "One affiliate",
+        tag: "affiliates",
+        roles: Some(crate::routes::affiliates::ROLES),
+        request: None,
+        response: "Affiliate",
+        status: 200,
+        query: &[],
+        object: Some("affiliate"),
+        example: None,
+    },
+    RouteSpec {
+        method: "patch",
+        path: "/affiliates/{id}",
+        summary: "Move an affiliate (applied → approved → onboarding → active ⇄ suspended; applied → rejected) or mark onboarding steps done",
+        tag: "affiliates",
+        roles: Some(crate::routes::affiliates::ROLES),
+        request: Some("UpdateAffiliate"),
+        response: "Affiliate",
+        status: 200,
+        query: &[],
+        object: Some("affiliate"),
+        example: Some(|_| json!({"steps_done": ["contract"]})),
+    },
+    RouteSpec {
+        method: "get",
+        path: "/commission-rules",
+        summary: "The tenant's commission rules",
+        tag: "commissions",
+        roles: Some(crate::routes::affiliates::ROLES),
+        request: None,
+        response: "RuleList",
+        status: 200,
+        query: &[],
+        object: None,
+        example: None,
+    },
+    RouteSpec {
+        method: "post",
+        path: "/commission-rules",
+        summary: "Add a commission rule: for affiliates (all, or one) or deal owners, in one currency, with marginal tiers in basis points",
+        tag: "commissions",
+        roles: Some(crate::routes::affiliates::ROLES),
+        request: Some("CreateRule"),
+        response: "Rule",
+        status: 201,
+        query: &[],
+        object: None,
+        example: Some(|_| {
+            json!({"name": "عمولة الشركاء", "beneficiary": "affiliate", "currency": "SAR",
+                                  "tiers": [{"from_minor": 0, "rate_bps": 500}, {"from_minor": 10_000_000, "rate_bps": 700}]})
+        }),
+    },
+    RouteSpec {
+        method: "get",
+        path: "/commissions",
+        summary: "Commissions earned by won deals, by period",
+        tag: "commissions",
+        roles: Some(crate::routes::affiliates::ROLES),
+        request: None,
+        response: "CommissionList",
+        status: 200,
+        query: COMMISSION_QUERY,
+        object: None,
+        example: None,
+    },
+    RouteSpec {
+        method: "get",
+        path: "/commissions/payouts",
+        summary: "What each affiliate and rep is owed for a month, per currency",
+        tag: "commissions",
+        roles: Some(crate::routes::affiliates::ROLES),
+        request: None,
+        response: "PayoutList",
+        status: 200,
+        query: PAYOUT_QUERY,
+        object: None,
+        example: None,
+    },
+    RouteSpec {
+        method: "get",
         path: "/leads",
         summary: "List leads, newest first, with filters",
         tag: "leads",
@@ -805,13 +923,13 @@ fn components() -> Value {
             "CreateDeal": {"type": "object", "additionalProperties": false, "required": ["title", "amount_minor", "currency"], "properties": {
                 "title": {"type": "string", "minLength": 1, "maxLength": 200}, "amount_minor": {"$ref": "#/components/schemas/Money"},
                 "currency": {"type": "string", "pattern": "^[A-Z]{3}$"}, "stage_id": uuid, "lead_id": uuid, "contact_id": uuid,
-                "expected_close_date": {"type": "string", "format": "date"}, "owner_user_id": uuid}},
+                "expected_close_date": {"type": "string", "format": "date"}, "owner_user_id": uuid, "affiliate_id": uuid}},
             "UpdateDeal": {"type": "object", "additionalProperties": false,
                 "description": "Absent fields stay as they are; null clears a nullable field.", "properties": {
                 "title": {"type": "string", "minLength": 1, "maxLength": 200}, "amount_minor": {"$ref": "#/components/schemas/Money"},
                 "currency": {"type": "string", "pattern": "^[A-Z]{3}$"}, "stage_id": uuid, "lead_id": nullable_uuid,
                 "contact_id": nullable_uuid, "expected_close_date": {"type": ["string", "null"], "format": "date"},
-                "owner_user_id": nullable_uuid}},
+                "owner_user_id": nullable_uuid, "affiliate_id": nullable_uuid}},
             "DealPage": page("Deal"),
             "Hours": {"type": "object", "additionalProperties": false, "required": ["weekday", "starts", "ends"], "properties": {
                 "weekday": {"type": "integer", "minimum": 1, "maximum": 7, "description": "ISO: 1 Monday … 7 Sunday"},
@@ -877,6 +995,33 @@ fn components() -> Value {
                 "actor_role": {"$ref": "#/components/schemas/Role"}, "action": {"type": "string"}, "entity": {"type": "string"},
                 "entity_id": nullable_uuid, "before": {}, "after": {}, "at": time}},
             "AuditPage": page("AuditEntry"),
+            "Affiliate": {"type": "object", "properties": {"id": uuid, "display_name": {"type": "string"}, "user_id": nullable_uuid,
+                "contact_id": nullable_uuid, "status": {"type": "string", "enum": ["applied", "approved", "rejected", "onboarding", "active", "suspended"]},
+                "referral_code": {"type": "string"}, "onboarding": {"type": "array"}, "created_at": time, "updated_at": time}},
+            "AffiliateList": {"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Affiliate"}}}},
+            "CreateAffiliate": {"type": "object", "additionalProperties": false, "required": ["display_name"], "properties": {
+                "display_name": {"type": "string", "minLength": 1, "maxLength": 200}, "user_id": uuid, "contact_id": uuid,
+                "referral_code": {"type": "string", "pattern": "^[A-Za-z0-9]{4,16}$"}}},
+            "UpdateAffiliate": {"type": "object", "additionalProperties": false, "properties": {
+                "display_name": {"type": "string"}, "status": {"type": "string", "enum": ["applied", "approved", "rejected", "onboarding", "active", "suspended"]},
+                "steps_done": {"type": "array", "items": {"type": "string"}}}},
+            "Tier": {"type": "object", "additionalProperties": false, "required": ["from_minor", "rate_bps"], "properties": {
+                "from_minor": {"type": "integer", "minimum": 0}, "rate_bps": {"type": "integer", "minimum": 0, "maximum": 10000}}},
+            "Rule": {"type": "object", "properties": {"id": uuid, "name": {"type": "string"}, "beneficiary": {"type": "string", "enum": ["affiliate", "owner"]},
+                "affiliate_id": nullable_uuid, "currency": {"type": "string"}, "tiers": {"type": "array", "items": {"$ref": "#/components/schemas/Tier"}},
+                "active": {"type": "boolean"}, "created_at": time}},
+            "RuleList": {"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Rule"}}}},
+            "CreateRule": {"type": "object", "additionalProperties": false, "required": ["name", "beneficiary", "currency", "tiers"], "properties": {
+                "name": {"type": "string"}, "beneficiary": {"type": "string", "enum": ["affiliate", "owner"]}, "affiliate_id": uuid,
+                "currency": {"type": "string", "pattern": "^[A-Z]{3}$"}, "tiers": {"type": "array", "items": {"$ref": "#/components/schemas/Tier"}}}},
+            "Commission": {"type": "object", "description": "amount_minor = Σ tiers (part of base_minor in the tier × rate_bps) / 10,000, rounded half away from zero once",
+                "properties": {"id": uuid, "deal_id": uuid, "rule_id": uuid, "affiliate_id": nullable_uuid, "user_id": nullable_uuid,
+                "base_minor": {"type": "integer"}, "amount_minor": {"type": "integer"}, "currency": {"type": "string"},
+                "period": {"type": "string", "format": "date"}, "status": {"type": "string", "enum": ["pending", "approved", "paid"]}}},
+            "CommissionList": {"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Commission"}}}},
+            "PayoutList": {"type": "object", "properties": {"items": {"type": "array", "items": {"type": "object", "properties": {
+                "affiliate_id": nullable_uuid, "user_id": nullable_uuid, "currency": {"type": "string"},
+                "commissions": {"type": "integer"}, "amount_minor": {"type": "integer"}}}}}},
             "Forecast": {"type": "object", "description": "Weighted amount = Σ(amount_minor × probability) / 100 per period and currency, rounded half away from zero once per row.",
                 "properties": {"items": {"type": "array", "items": {"type": "object", "properties": {
                 "period": {"type": "string", "format": "date"}, "currency": {"type": "string"}, "deals": {"type": "integer"},

@@ -68,6 +68,8 @@ pub struct Deal {
     pub currency: String,
     pub expected_close_date: Option<Date>,
     pub owner_user_id: Option<UserId>,
+    /// The affiliate who brought the deal: earns the affiliate commission when it is won.
+    pub affiliate_id: Option<uuid::Uuid>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub closed_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
@@ -87,6 +89,7 @@ struct DealRow {
     currency: String,
     expected_close_date: Option<Date>,
     owner_user_id: Option<UserId>,
+    affiliate_id: Option<uuid::Uuid>,
     closed_at: Option<OffsetDateTime>,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
@@ -104,6 +107,7 @@ impl From<DealRow> for Deal {
             currency: r.currency,
             expected_close_date: r.expected_close_date,
             owner_user_id: r.owner_user_id,
+            affiliate_id: r.affiliate_id,
             closed_at: r.closed_at,
             created_at: r.created_at,
             updated_at: r.updated_at,
@@ -112,7 +116,7 @@ impl From<DealRow> for Deal {
 }
 
 const COLUMNS: &str = "id, title, lead_id, contact_id, stage_id, amount_minor, currency, \
-                       expected_close_date, owner_user_id, closed_at, created_at, updated_at";
+                       expected_close_date, owner_user_id, affiliate_id, closed_at, created_at, updated_at";
 
 pub async fn find(tx: &mut TenantTx, id: uuid::Uuid, lock: bool) -> runtime::Result<Deal> {
     let lock = if lock { " FOR UPDATE" } else { "" };
@@ -146,8 +150,8 @@ pub async fn create(
 ) -> runtime::Result<Deal> {
     let row = sqlx::query_as::<_, DealRow>(&format!(
         "INSERT INTO deals (tenant_id, title, lead_id, contact_id, stage_id, amount_minor, currency,
-                            expected_close_date, owner_user_id)
-         VALUES (wasit_current_tenant(), $1, $2, $3, $4, $5, $6, $7, $8)
+                            expected_close_date, owner_user_id, affiliate_id)
+         VALUES (wasit_current_tenant(), $1, $2, $3, $4, $5, $6, $7, $8, $9)
          RETURNING {COLUMNS}"
     ))
     .bind(&deal.title)
@@ -158,6 +162,7 @@ pub async fn create(
     .bind(&deal.currency)
     .bind(deal.expected_close_date)
     .bind(deal.owner_user_id)
+    .bind(deal.affiliate_id)
     .fetch_one(&mut **tx)
     .await
     .map_err(foreign_key_is_invalid)?;
@@ -176,7 +181,7 @@ pub async fn save(
 ) -> runtime::Result<Deal> {
     let row = sqlx::query_as::<_, DealRow>(&format!(
         "UPDATE deals SET title = $2, lead_id = $3, contact_id = $4, stage_id = $5, amount_minor = $6,
-                          currency = $7, expected_close_date = $8, owner_user_id = $9,
+                          currency = $7, expected_close_date = $8, owner_user_id = $9, affiliate_id = $11,
                           closed_at = CASE WHEN $10 THEN now() ELSE closed_at END, updated_at = now()
          WHERE tenant_id = wasit_current_tenant() AND id = $1
          RETURNING {COLUMNS}"
@@ -191,6 +196,7 @@ pub async fn save(
     .bind(deal.expected_close_date)
     .bind(deal.owner_user_id)
     .bind(closes)
+    .bind(deal.affiliate_id)
     .fetch_one(&mut **tx)
     .await
     .map_err(foreign_key_is_invalid)?;

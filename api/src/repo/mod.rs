@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod channels;
+pub mod commissions;
 pub mod contacts;
 pub mod conversations;
 pub mod deals;
@@ -59,6 +60,10 @@ pub(crate) fn foreign_key_is_invalid(e: sqlx::Error) -> runtime::Error {
                 ("contact_id", "contact_id is not a contact of this tenant"),
                 ("lead_id", "lead_id is not a lead of this tenant"),
                 ("stage_id", "stage_id is not a stage of this tenant"),
+                (
+                    "affiliate",
+                    "affiliate_id is not an affiliate of this tenant",
+                ),
             ]
             .into_iter()
             .find(|(column, _)| constraint.contains(column))

@@ -119,6 +119,7 @@ pub struct CreateDeal {
     pub contact_id: Option<ContactId>,
     pub expected_close_date: Option<Date>,
     pub owner_user_id: Option<UserId>,
+    pub affiliate_id: Option<uuid::Uuid>,
 }
 
 pub async fn create(
@@ -156,6 +157,7 @@ pub async fn create(
         currency: req.currency,
         expected_close_date: req.expected_close_date,
         owner_user_id: req.owner_user_id,
+        affiliate_id: req.affiliate_id,
         closed_at: None,
         created_at: now,
         updated_at: now,
@@ -182,6 +184,8 @@ pub struct UpdateDeal {
     pub expected_close_date: Option<Option<Date>>,
     #[serde(default, deserialize_with = "super::nullable")]
     pub owner_user_id: Option<Option<UserId>>,
+    #[serde(default, deserialize_with = "super::nullable")]
+    pub affiliate_id: Option<Option<uuid::Uuid>>,
 }
 
 pub async fn update(
@@ -213,12 +217,14 @@ pub async fn update(
     }
     let mut moved_from = None;
     let mut closes = false;
+    let mut won = false;
     if let Some(stage_id) = req.stage_id
         && stage_id != deal.stage_id
     {
         let stage = deals::stage(&mut tx, stage_id).await?;
         moved_from = Some(deal.stage_id);
         closes = stage.kind.0 != StageKind::Open;
+        won = stage.kind.0 == StageKind::Won;
         deal.stage_id = stage.id;
     }
     if let Some(v) = req.lead_id {
@@ -233,6 +239,9 @@ pub async fn update(
     if let Some(v) = req.owner_user_id {
         deal.owner_user_id = v;
     }
+    if let Some(v) = req.affiliate_id {
+        deal.affiliate_id = v;
+    }
     let saved = deals::save(
         &mut tx,
         &deal,
@@ -241,6 +250,11 @@ pub async fn update(
         (auth.user, auth.role.as_str()),
     )
     .await?;
+    if won {
+        // Won: its commissions are owed, computed in the same transaction.
+        let now = time::OffsetDateTime::now_utc();
+        crate::repo::commissions::on_deal_won(&mut tx, &saved, now).await?;
+    }
     let before = serde_json::to_value(&before).map_err(ApiError::internal)?;
     let after = serde_json::to_value(&saved).map_err(ApiError::internal)?;
     audit::record(

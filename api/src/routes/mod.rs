@@ -6,6 +6,7 @@ use axum::routing::{get, patch, post};
 
 use crate::app::AppState;
 
+pub mod affiliates;
 pub mod contacts;
 pub mod conversations;
 pub mod deals;
@@ -51,6 +52,20 @@ pub fn api_v1() -> Router<AppState> {
         .route("/notifications", get(notifications::list))
         .route("/notifications/{id}", patch(notifications::mark))
         .route("/audit-log", get(notifications::audit_log))
+        .route(
+            "/affiliates",
+            get(affiliates::list).post(affiliates::create),
+        )
+        .route(
+            "/affiliates/{id}",
+            get(affiliates::get).patch(affiliates::update),
+        )
+        .route(
+            "/commission-rules",
+            get(affiliates::rules).post(affiliates::create_rule),
+        )
+        .route("/commissions", get(affiliates::commissions))
+        .route("/commissions/payouts", get(affiliates::payouts))
         .route("/leads", get(leads::list).post(leads::create))
         .route("/leads/{id}", get(leads::get).patch(leads::update))
 }

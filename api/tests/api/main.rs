@@ -3,6 +3,7 @@
 
 mod auth;
 mod cli;
+mod commissions;
 mod contacts;
 mod conversation;
 mod crash;

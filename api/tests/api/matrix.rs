@@ -334,7 +334,16 @@ async fn bodies_naming_another_tenants_records_are_rejected() {
     .fetch_one(&app.test_db.db().admin)
     .await
     .unwrap();
+    let b_affiliate: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO affiliates (tenant_id, display_name, referral_code) VALUES ($1, 'شريك جدة', 'JEDDAH01') RETURNING id",
+    )
+    .bind(b.0)
+    .fetch_one(&app.test_db.db().admin)
+    .await
+    .unwrap();
     let foreign: HashMap<&str, uuid::Uuid> = HashMap::from([
+        ("affiliate_id", b_affiliate),
+        ("user_id", b_user.0),
         ("rep_user_id", b_user.0),
         ("deal_id", b_deal),
         ("owner_user_id", b_user.0),
