@@ -142,7 +142,7 @@ async fn a_won_deal_earns_exact_commissions_once() {
         .find(|s| s["kind"] == "won")
         .unwrap()["id"]
         .clone();
-    let mut win = async |amount: i64, affiliate: &Value, owner: Option<uuid::Uuid>| {
+    let win = async |amount: i64, affiliate: &Value, owner: Option<uuid::Uuid>| {
         let deal = post(&app, &manager, "/api/v1/deals", json!({"title": "صفقة", "amount_minor": amount, "currency": "SAR",
                                                               "affiliate_id": affiliate["id"], "owner_user_id": owner})).await;
         let r = patch(
