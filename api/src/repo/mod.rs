@@ -7,6 +7,7 @@ pub mod commissions;
 pub mod contacts;
 pub mod conversations;
 pub mod deals;
+pub mod guarantees;
 pub mod leads;
 pub mod meetings;
 pub mod notifications;

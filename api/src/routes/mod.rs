@@ -10,6 +10,7 @@ pub mod affiliates;
 pub mod contacts;
 pub mod conversations;
 pub mod deals;
+pub mod guarantees;
 pub mod health;
 pub mod leads;
 pub mod login;
@@ -66,6 +67,19 @@ pub fn api_v1() -> Router<AppState> {
         )
         .route("/commissions", get(affiliates::commissions))
         .route("/commissions/payouts", get(affiliates::payouts))
+        .route(
+            "/guarantee-claims",
+            get(guarantees::list).post(guarantees::create),
+        )
+        .route(
+            "/guarantee-claims/{id}",
+            get(guarantees::get).patch(guarantees::review),
+        )
+        .route(
+            "/guarantee-claims/{id}/evidence",
+            post(guarantees::add_evidence),
+        )
+        .route("/guarantee-claims/{id}/refund", post(guarantees::refund))
         .route("/leads", get(leads::list).post(leads::create))
         .route("/leads/{id}", get(leads::get).patch(leads::update))
 }

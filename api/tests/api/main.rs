@@ -9,6 +9,7 @@ mod conversation;
 mod crash;
 mod deals;
 mod embedded;
+mod guarantees;
 mod health;
 mod helpers;
 mod leads;

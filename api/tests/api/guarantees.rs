@@ -1,0 +1,185 @@
+//! The gold guarantee: a claim with evidence, reviewed, approved by a named user, refunded once
+//! and never beyond what was approved.
+
+use api::auth::Role;
+use serde_json::{Value, json};
+
+use crate::helpers::{error_code, spawn_app};
+
+#[tokio::test]
+async fn a_claim_is_refunded_once_within_its_recorded_approval() {
+    let app = spawn_app().await;
+    let tenant = app.test_db.tenant("riyadh-gold").await;
+    let rep = app.user_token(tenant, Role::SalesRep).await;
+    let manager = app.user_token(tenant, Role::SalesManager).await;
+    let r = app
+        .send(
+            "post",
+            "/api/v1/guarantee-claims",
+            Some(&rep),
+            Some(&json!({"description": "السبيكة وصلت بوزن أقل", "claimed_minor": 250_000, "currency": "SAR"})),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let claim: Value = r.json().await.unwrap();
+    let path = format!("/api/v1/guarantee-claims/{}", claim["id"].as_str().unwrap());
+    let sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    let r = app
+        .send("post", &format!("{path}/evidence"), Some(&rep),
+              Some(&json!({"file_name": "صورة الميزان.jpg", "content_type": "image/jpeg", "size_bytes": 120_000, "sha256": sha})))
+        .await;
+    assert_eq!(r.status(), 201);
+    let with_evidence: Value = r.json().await.unwrap();
+    assert_eq!(
+        with_evidence["evidence"][0]["file_name"],
+        "صورة الميزان.jpg"
+    );
+
+    let refund = |amount: i64| json!({"amount_minor": amount});
+    let r = app
+        .send(
+            "post",
+            &format!("{path}/refund"),
+            Some(&manager),
+            Some(&refund(1)),
+        )
+        .await;
+    assert_eq!(error_code(r, 409).await, "conflict", "not approved yet");
+    let r = app
+        .send(
+            "patch",
+            &path,
+            Some(&rep),
+            Some(&json!({"status": "under_review"})),
+        )
+        .await;
+    assert_eq!(error_code(r, 403).await, "forbidden", "reps do not review");
+    let r = app
+        .send(
+            "patch",
+            &path,
+            Some(&manager),
+            Some(&json!({"status": "approved", "approved_minor": 1})),
+        )
+        .await;
+    assert_eq!(error_code(r, 409).await, "conflict", "review comes first");
+    assert_eq!(
+        app.send(
+            "patch",
+            &path,
+            Some(&manager),
+            Some(&json!({"status": "under_review"}))
+        )
+        .await
+        .status(),
+        200
+    );
+    for body in [
+        json!({"status": "approved"}),
+        json!({"status": "approved", "approved_minor": 250_001}),
+        json!({"status": "rejected", "approved_minor": 5}),
+    ] {
+        let r = app.send("patch", &path, Some(&manager), Some(&body)).await;
+        assert_eq!(error_code(r, 422).await, "invalid", "{body}");
+    }
+    let operator = app.token(tenant, Role::SalesManager);
+    let r = app
+        .send(
+            "patch",
+            &path,
+            Some(&operator),
+            Some(&json!({"status": "approved", "approved_minor": 200_000})),
+        )
+        .await;
+    assert_eq!(
+        error_code(r, 422).await,
+        "invalid",
+        "an approval names a user"
+    );
+    let r = app
+        .send("patch", &path, Some(&manager), Some(&json!({"status": "approved", "approved_minor": 200_000, "decision_note": "نقص مثبت بالصور"})))
+        .await;
+    let approved: Value = r.json().await.unwrap();
+    assert_eq!(approved["status"], "approved");
+    let approver = approved["approved_by_user_id"].as_str().unwrap().to_owned();
+    let me = app.get_json("/api/v1/me", &manager).await;
+    assert_eq!(me["user"]["id"], approver.as_str());
+
+    let r = app.send("post", &format!("{path}/evidence"), Some(&rep),
+                     Some(&json!({"file_name": "x.jpg", "content_type": "image/jpeg", "size_bytes": 1, "sha256": sha}))).await;
+    assert_eq!(
+        error_code(r, 409).await,
+        "conflict",
+        "no evidence after the decision"
+    );
+    let r = app
+        .send(
+            "post",
+            &format!("{path}/refund"),
+            Some(&manager),
+            Some(&refund(200_001)),
+        )
+        .await;
+    assert_eq!(
+        error_code(r, 422).await,
+        "invalid",
+        "never beyond the approval"
+    );
+    let r = app
+        .send(
+            "post",
+            &format!("{path}/refund"),
+            Some(&rep),
+            Some(&refund(200_000)),
+        )
+        .await;
+    assert_eq!(error_code(r, 403).await, "forbidden");
+    let r = app
+        .send(
+            "post",
+            &format!("{path}/refund"),
+            Some(&manager),
+            Some(&refund(200_000)),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let done: Value = r.json().await.unwrap();
+    assert_eq!(done["amount_minor"], 200_000);
+    assert_eq!(done["approved_by_user_id"], approver.as_str());
+    let r = app
+        .send(
+            "post",
+            &format!("{path}/refund"),
+            Some(&manager),
+            Some(&refund(1)),
+        )
+        .await;
+    assert_eq!(error_code(r, 409).await, "conflict", "refunded once");
+    let claim = app.get_json(&path, &rep).await;
+    assert_eq!(claim["status"], "refunded");
+    assert_eq!(app.count("SELECT count(*) FROM guarantee_refunds").await, 1);
+
+    // The database holds the rule too: no claim is marked refunded without a recorded approval.
+    let other: Value = app
+        .send(
+            "post",
+            "/api/v1/guarantee-claims",
+            Some(&rep),
+            Some(&json!({"description": "خدش", "claimed_minor": 100, "currency": "SAR"})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut tx = runtime::db::begin_tenant(&app.test_db.db().app, tenant)
+        .await
+        .unwrap();
+    let bypass = sqlx::query("UPDATE guarantee_claims SET status = 'refunded' WHERE id = $1::uuid")
+        .bind(other["id"].as_str().unwrap())
+        .execute(&mut *tx)
+        .await;
+    assert!(
+        bypass.is_err(),
+        "a CHECK refuses a refund without an approval"
+    );
+}
