@@ -29,6 +29,8 @@ pub struct AppState {
     /// The conversation runtime that new messages are delivered to; without it, messages wait in
     /// PostgreSQL for the next start.
     pub runtime: Option<Arc<runtime::actors::Runtime>>,
+    /// The `wasit_platform` pool, for superadmins' platform routes; `None`: they answer 503.
+    pub platform: Option<PgPool>,
 }
 
 /// `WHATSAPP_APP_SECRET` (signatures) and `WHATSAPP_VERIFY_TOKEN` (the handshake).
@@ -56,7 +58,13 @@ impl AppState {
             password_checks: Arc::new(tokio::sync::Semaphore::new(4)),
             whatsapp: None,
             runtime: None,
+            platform: None,
         }
+    }
+
+    pub fn with_platform(mut self, pool: PgPool) -> Self {
+        self.platform = Some(pool);
+        self
     }
 
     pub fn with_runtime(mut self, runtime: Arc<runtime::actors::Runtime>) -> Self {

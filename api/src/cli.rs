@@ -359,6 +359,7 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
             runtime::actors::Runtime::start(parts).await.context("cannot start the conversation runtime")?,
         );
         let state = AppState::new(db.app.clone(), keys)
+            .with_platform(db.platform_pool())
             .with_whatsapp(whatsapp)
             .with_runtime(runtime.clone());
         let listener = tokio::net::TcpListener::bind(settings.http_addr)

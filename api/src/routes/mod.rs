@@ -16,6 +16,7 @@ pub mod leads;
 pub mod login;
 pub mod meetings;
 pub mod notifications;
+pub mod platform;
 pub mod proposals;
 pub mod users;
 pub mod webhooks;
@@ -80,6 +81,7 @@ pub fn api_v1() -> Router<AppState> {
             post(guarantees::add_evidence),
         )
         .route("/guarantee-claims/{id}/refund", post(guarantees::refund))
+        .route("/platform/tenants", get(platform::tenants))
         .route("/leads", get(leads::list).post(leads::create))
         .route("/leads/{id}", get(leads::get).patch(leads::update))
 }

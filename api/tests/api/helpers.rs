@@ -170,12 +170,12 @@ async fn spawn(with_runtime: Option<(runtime::Settings, Adjust)>) -> TestApp {
     }
     let test_db = TestDb::new().await;
     let keys = JwtKeys::new(&SecretString::from(JWT_SECRET));
-    let mut state = AppState::new(test_db.db().app.clone(), keys.clone()).with_whatsapp(Some(
-        api::app::WhatsAppWebhook {
+    let mut state = AppState::new(test_db.db().app.clone(), keys.clone())
+        .with_platform(test_db.db().platform_pool())
+        .with_whatsapp(Some(api::app::WhatsAppWebhook {
             app_secret: SecretString::from(WHATSAPP_APP_SECRET),
             verify_token: SecretString::from(WHATSAPP_VERIFY_TOKEN),
-        },
-    ));
+        }));
     let mut parts_template = None;
     let mut running = None;
     if let Some((settings, adjust)) = with_runtime {

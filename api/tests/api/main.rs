@@ -15,6 +15,7 @@ mod helpers;
 mod leads;
 mod matrix;
 mod meetings;
+mod platform;
 mod proposals;
 mod rls;
 mod whatsapp;

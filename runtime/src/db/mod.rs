@@ -51,6 +51,8 @@ pub struct Database {
     embedded: Option<EmbeddedPostgres>,
     /// How the app pool connects, to open more pools like it.
     app_options: PgConnectOptions,
+    /// How the admin pool connects (the platform pool connects the same way, then SET ROLE).
+    admin_options: PgConnectOptions,
 }
 
 /// What [`Database::migrate`] did.
@@ -92,10 +94,11 @@ impl Database {
                 .application_name("wasit")
                 .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1)))
         };
+        let admin_options = options(url)?;
         let admin = PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options(url)?)
+            .connect_with(admin_options.clone())
             .await?;
         // Lazy: before the first migration the role does not exist yet.
         let app_options = options(app_url.unwrap_or(url))?;
@@ -107,6 +110,7 @@ impl Database {
             app,
             embedded,
             app_options,
+            admin_options,
         })
     }
 
@@ -130,6 +134,23 @@ impl Database {
         app_pool_options()
             .max_connections(max)
             .connect_lazy_with(self.app_options.clone())
+    }
+
+    /// A small pool as `wasit_platform`, the one application role that reads across tenants:
+    /// superadmins' platform routes only. Connects as the owner role and switches with
+    /// `SET ROLE` (the owner is a member; `wasit_app` is not).
+    pub fn platform_pool(&self) -> PgPool {
+        PgPoolOptions::new()
+            .min_connections(0)
+            .max_connections(2)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute("SET ROLE wasit_platform").await?;
+                    Ok(())
+                })
+            })
+            .connect_lazy_with(self.admin_options.clone())
     }
 
     /// True when Wasit started and owns the embedded cluster it is connected to.
@@ -212,6 +233,21 @@ pub async fn begin_tenant(pool: &PgPool, tenant: TenantId) -> Result<TenantTx> {
              set_config('statement_timeout', '{STATEMENT_TIMEOUT}', true), \
              set_config('lock_timeout', '{LOCK_TIMEOUT}', true)",
             tenant.0.hyphenated()
+        ))
+        .await?;
+    Ok(tx)
+}
+
+/// Opens a transaction on the platform pool ([`Database::platform_pool`]): the one way into the
+/// cross-tenant view, for superadmins' platform routes, which audit every call in it.
+pub async fn begin_platform(pool: &PgPool) -> Result<TenantTx> {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the platform view is the one other place that opens transactions"
+    )]
+    let tx = pool
+        .begin_with(format!(
+            "BEGIN; SELECT set_config('statement_timeout', '{STATEMENT_TIMEOUT}', true)"
         ))
         .await?;
     Ok(tx)
