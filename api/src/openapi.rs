@@ -149,6 +149,16 @@ const CLAIM_QUERY: &[(&str, &str, &str)] = &[
     ("limit", "integer", "at most this many, 1–200 (default 50)"),
 ];
 
+const DISPUTE_QUERY: &[(&str, &str, &str)] = &[
+    ("status", "DisputeStatus", "open, under_review or resolved"),
+    (
+        "subject_kind",
+        "SubjectKind",
+        "commission or guarantee_claim",
+    ),
+    ("limit", "integer", "at most this many, 1–200 (default 50)"),
+];
+
 const LEAD_QUERY: &[(&str, &str, &str)] = &[
     ("status", "LeadStatus", "only leads in this status"),
     ("owner_user_id", "uuid", "only leads this user owns"),
@@ -837,6 +847,61 @@ pub const CATALOG: &[RouteSpec] = &[
     },
     RouteSpec {
         method: "get",
+        path: "/disputes",
+        summary: "Disputes over commissions and guarantee claims, newest first",
+        tag: "disputes",
+        roles: Some(crate::routes::disputes::RESOLVERS),
+        request: None,
+        response: "DisputeList",
+        status: 200,
+        query: DISPUTE_QUERY,
+        object: None,
+        example: None,
+    },
+    RouteSpec {
+        method: "post",
+        path: "/disputes",
+        summary: "Dispute a commission or a guarantee claim (affiliates too)",
+        tag: "disputes",
+        roles: Some(crate::routes::disputes::RAISERS),
+        request: Some("CreateDispute"),
+        response: "Dispute",
+        status: 201,
+        query: &[],
+        object: Some("dispute"),
+        example: Some(|ids| {
+            json!({"subject_kind": "guarantee_claim", "subject_id": id_of(ids, "claim"),
+                                    "reason": "المبلغ المعتمد أقل من الخسارة الفعلية"})
+        }),
+    },
+    RouteSpec {
+        method: "get",
+        path: "/disputes/{id}",
+        summary: "One dispute",
+        tag: "disputes",
+        roles: Some(crate::routes::disputes::RESOLVERS),
+        request: None,
+        response: "Dispute",
+        status: 200,
+        query: &[],
+        object: Some("dispute"),
+        example: None,
+    },
+    RouteSpec {
+        method: "patch",
+        path: "/disputes/{id}",
+        summary: "Move a dispute: open → under_review → resolved (with a resolution)",
+        tag: "disputes",
+        roles: Some(crate::routes::disputes::RESOLVERS),
+        request: Some("UpdateDispute"),
+        response: "Dispute",
+        status: 200,
+        query: &[],
+        object: Some("dispute"),
+        example: Some(|_| json!({"status": "under_review"})),
+    },
+    RouteSpec {
+        method: "get",
         path: "/leads",
         summary: "List leads, newest first, with filters",
         tag: "leads",
@@ -1145,6 +1210,19 @@ fn components() -> Value {
                 "items": {"type": "array", "items": {"type": "object", "properties": {"id": uuid, "slug": {"type": "string"},
                 "name": {"type": "string"}, "created_at": time, "users": {"type": "integer"}, "contacts": {"type": "integer"},
                 "conversations": {"type": "integer"}, "messages": {"type": "integer"}, "leads": {"type": "integer"}, "deals": {"type": "integer"}}}}}},
+            "DisputeStatus": {"type": "string", "enum": ["open", "under_review", "resolved"]},
+            "SubjectKind": {"type": "string", "enum": ["commission", "guarantee_claim"]},
+            "Dispute": {"type": "object", "properties": {"id": uuid, "subject_kind": {"$ref": "#/components/schemas/SubjectKind"},
+                "subject_id": uuid, "reason": {"type": "string"}, "status": {"$ref": "#/components/schemas/DisputeStatus"},
+                "resolution": nullable_text, "raised_by_user_id": nullable_uuid, "raised_by_role": {"type": "string"},
+                "resolved_by_user_id": nullable_uuid, "resolved_at": {"type": ["string", "null"], "format": "date-time"},
+                "created_at": time, "updated_at": time}},
+            "DisputeList": {"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Dispute"}}}},
+            "CreateDispute": {"type": "object", "additionalProperties": false, "required": ["subject_kind", "subject_id", "reason"],
+                "properties": {"subject_kind": {"$ref": "#/components/schemas/SubjectKind"}, "subject_id": uuid,
+                "reason": {"type": "string", "minLength": 1, "maxLength": 5000}}},
+            "UpdateDispute": {"type": "object", "additionalProperties": false, "required": ["status"], "properties": {
+                "status": {"$ref": "#/components/schemas/DisputeStatus"}, "resolution": {"type": "string", "maxLength": 5000}}},
             "PayoutList": {"type": "object", "properties": {"items": {"type": "array", "items": {"type": "object", "properties": {
                 "affiliate_id": nullable_uuid, "user_id": nullable_uuid, "currency": {"type": "string"},
                 "commissions": {"type": "integer"}, "amount_minor": {"type": "integer"}}}}}},

@@ -10,6 +10,7 @@ pub mod affiliates;
 pub mod contacts;
 pub mod conversations;
 pub mod deals;
+pub mod disputes;
 pub mod guarantees;
 pub mod health;
 pub mod leads;
@@ -82,6 +83,8 @@ pub fn api_v1() -> Router<AppState> {
         )
         .route("/guarantee-claims/{id}/refund", post(guarantees::refund))
         .route("/platform/tenants", get(platform::tenants))
+        .route("/disputes", get(disputes::list).post(disputes::create))
+        .route("/disputes/{id}", get(disputes::get).patch(disputes::update))
         .route("/leads", get(leads::list).post(leads::create))
         .route("/leads/{id}", get(leads::get).patch(leads::update))
 }

@@ -183,3 +183,101 @@ async fn a_claim_is_refunded_once_within_its_recorded_approval() {
         "a CHECK refuses a refund without an approval"
     );
 }
+
+/// A dispute over a claim: raised (by an affiliate too), reviewed, resolved with a resolution and
+/// who resolved it; every step in the audit log.
+#[tokio::test]
+async fn a_dispute_is_reviewed_and_resolved_with_a_trail() {
+    let app = spawn_app().await;
+    let tenant = app.test_db.tenant("riyadh-gold").await;
+    let manager = app.user_token(tenant, Role::SalesManager).await;
+    let affiliate = app.user_token(tenant, Role::Affiliate).await;
+    let claim: Value = app
+        .send("post", "/api/v1/guarantee-claims", Some(&manager),
+              Some(&json!({"description": "خدش في السبيكة", "claimed_minor": 5_000, "currency": "SAR"})))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let r = app
+        .send("post", "/api/v1/disputes", Some(&affiliate),
+              Some(&json!({"subject_kind": "guarantee_claim", "subject_id": claim["id"], "reason": "لم يُنظر في الصور"})))
+        .await;
+    assert_eq!(r.status(), 201);
+    let d: Value = r.json().await.unwrap();
+    assert_eq!(d["raised_by_role"], "affiliate");
+    let path = format!("/api/v1/disputes/{}", d["id"].as_str().unwrap());
+    let r = app.get(&path, Some(&affiliate)).await;
+    assert_eq!(
+        error_code(r, 403).await,
+        "forbidden",
+        "affiliates raise, managers resolve"
+    );
+    let r = app
+        .send(
+            "patch",
+            &path,
+            Some(&manager),
+            Some(&json!({"status": "resolved", "resolution": "x"})),
+        )
+        .await;
+    assert_eq!(error_code(r, 409).await, "conflict", "reviewed first");
+    assert_eq!(
+        app.send(
+            "patch",
+            &path,
+            Some(&manager),
+            Some(&json!({"status": "under_review"}))
+        )
+        .await
+        .status(),
+        200
+    );
+    let r = app
+        .send(
+            "patch",
+            &path,
+            Some(&manager),
+            Some(&json!({"status": "resolved"})),
+        )
+        .await;
+    assert_eq!(
+        error_code(r, 422).await,
+        "invalid",
+        "a resolution is required"
+    );
+    let r = app
+        .send(
+            "patch",
+            &path,
+            Some(&manager),
+            Some(&json!({"status": "resolved", "resolution": "أعيد النظر وقُبلت الصور"})),
+        )
+        .await;
+    let resolved: Value = r.json().await.unwrap();
+    assert_eq!(resolved["status"], "resolved");
+    assert!(resolved["resolved_by_user_id"].is_string());
+    let trail = app
+        .get_json(
+            &format!(
+                "/api/v1/audit-log?entity=dispute&entity_id={}",
+                d["id"].as_str().unwrap()
+            ),
+            &manager,
+        )
+        .await;
+    assert_eq!(trail["items"].as_array().unwrap().len(), 3);
+    let r = app
+        .send(
+            "post",
+            "/api/v1/disputes",
+            Some(&manager),
+            Some(&json!({"subject_kind": "commission", "subject_id": claim["id"], "reason": "x"})),
+        )
+        .await;
+    assert_eq!(
+        error_code(r, 422).await,
+        "invalid",
+        "the subject must be a commission of this tenant"
+    );
+}

@@ -346,7 +346,15 @@ async fn bodies_naming_another_tenants_records_are_rejected() {
     .fetch_one(&app.test_db.db().admin)
     .await
     .unwrap();
+    let b_claim: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO guarantee_claims (tenant_id, description, claimed_minor, currency) VALUES ($1, 'مطالبة', 100, 'SAR') RETURNING id",
+    )
+    .bind(b.0)
+    .fetch_one(&app.test_db.db().admin)
+    .await
+    .unwrap();
     let foreign: HashMap<&str, uuid::Uuid> = HashMap::from([
+        ("subject_id", b_claim),
         ("affiliate_id", b_affiliate),
         ("user_id", b_user.0),
         ("rep_user_id", b_user.0),
