@@ -954,6 +954,47 @@ pub const CATALOG: &[RouteSpec] = &[
         object: Some("lead"),
         example: Some(|_| json!({"score": 55, "qualification": {"budget_sar": 50000}})),
     },
+    RouteSpec {
+        method: "post",
+        path: "/leads/{id}/assign",
+        summary: "Assign the lead to the matching rep (sector, territory) with the fewest open leads (409 when none matches)",
+        tag: "leads",
+        roles: Some(Role::SALES),
+        request: None,
+        response: "Lead",
+        status: 200,
+        query: &[],
+        object: Some("lead"),
+        example: None,
+    },
+    RouteSpec {
+        method: "get",
+        path: "/users/{id}/sales-profile",
+        summary: "The sectors and territories a rep takes leads for (empty: any)",
+        tag: "leads",
+        roles: Some(Role::SALES),
+        request: None,
+        response: "SalesProfile",
+        status: 200,
+        query: &[],
+        object: Some("user"),
+        example: None,
+    },
+    RouteSpec {
+        method: "put",
+        path: "/users/{id}/sales-profile",
+        summary: "Set the sectors and territories a rep takes leads for, and whether they take new leads",
+        tag: "leads",
+        roles: Some(crate::routes::meetings::HOURS_EDITORS),
+        request: Some("SalesProfile"),
+        response: "SalesProfile",
+        status: 200,
+        query: &[],
+        object: Some("user"),
+        example: Some(
+            |_| json!({"sectors": ["retail"], "territories": ["الرياض"], "accepts_leads": true}),
+        ),
+    },
 ];
 
 fn enum_schema(values: &[&str]) -> Value {
@@ -1020,7 +1061,7 @@ fn components() -> Value {
                 "score": {"type": ["integer", "null"], "minimum": 0, "maximum": 100},
                 "score_reasons": {"type": "array", "items": {"$ref": "#/components/schemas/ScoreReason"}},
                 "qualification": {"type": "object"}, "sector": nullable_text, "territory": nullable_text,
-                "owner_user_id": nullable_uuid, "disqualified_reason": nullable_text,
+                "owner_user_id": nullable_uuid, "affiliate_id": nullable_uuid, "disqualified_reason": nullable_text,
                 "created_at": time, "updated_at": time}},
             "CreateLead": {"type": "object", "additionalProperties": false, "properties": {
                 "contact_id": uuid, "source": {"$ref": "#/components/schemas/LeadSource"},
@@ -1029,7 +1070,7 @@ fn components() -> Value {
                 "qualification": {"type": "object"},
                 "sector": {"type": "string", "minLength": 1, "maxLength": 100},
                 "territory": {"type": "string", "minLength": 1, "maxLength": 100},
-                "owner_user_id": uuid}},
+                "owner_user_id": uuid, "referral_code": {"type": "string", "description": "an active affiliate's code: the lead is attributed to them"}}},
             "UpdateLead": {"type": "object", "additionalProperties": false,
                 "description": "Absent fields stay as they are; null clears a nullable field.",
                 "properties": {
@@ -1223,6 +1264,9 @@ fn components() -> Value {
                 "reason": {"type": "string", "minLength": 1, "maxLength": 5000}}},
             "UpdateDispute": {"type": "object", "additionalProperties": false, "required": ["status"], "properties": {
                 "status": {"$ref": "#/components/schemas/DisputeStatus"}, "resolution": {"type": "string", "maxLength": 5000}}},
+            "SalesProfile": {"type": "object", "additionalProperties": false, "properties": {
+                "sectors": {"type": "array", "items": {"type": "string"}}, "territories": {"type": "array", "items": {"type": "string"}},
+                "accepts_leads": {"type": "boolean", "default": true}}},
             "PayoutList": {"type": "object", "properties": {"items": {"type": "array", "items": {"type": "object", "properties": {
                 "affiliate_id": nullable_uuid, "user_id": nullable_uuid, "currency": {"type": "string"},
                 "commissions": {"type": "integer"}, "amount_minor": {"type": "integer"}}}}}},

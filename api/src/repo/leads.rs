@@ -117,6 +117,8 @@ pub struct Lead {
     pub sector: Option<String>,
     pub territory: Option<String>,
     pub owner_user_id: Option<UserId>,
+    /// The affiliate who referred the lead.
+    pub affiliate_id: Option<uuid::Uuid>,
     pub disqualified_reason: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -136,6 +138,7 @@ struct LeadRow {
     sector: Option<String>,
     territory: Option<String>,
     owner_user_id: Option<UserId>,
+    affiliate_id: Option<uuid::Uuid>,
     disqualified_reason: Option<String>,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
@@ -158,6 +161,7 @@ impl TryFrom<LeadRow> for Lead {
             sector: row.sector,
             territory: row.territory,
             owner_user_id: row.owner_user_id,
+            affiliate_id: row.affiliate_id,
             disqualified_reason: row.disqualified_reason,
             created_at: row.created_at,
             updated_at: row.updated_at,
@@ -166,7 +170,7 @@ impl TryFrom<LeadRow> for Lead {
 }
 
 const COLUMNS: &str = "id, contact_id, source, status, score, score_reasons, qualification, sector, \
-                       territory, owner_user_id, disqualified_reason, created_at, updated_at";
+                       territory, owner_user_id, affiliate_id, disqualified_reason, created_at, updated_at";
 
 /// A new lead's fields.
 #[derive(Debug, Default)]
@@ -290,4 +294,68 @@ pub async fn save(tx: &mut TenantTx, lead: &Lead) -> runtime::Result<Lead> {
     .map_err(foreign_key_is_invalid)?
     .ok_or(runtime::Error::NotFound("lead"))?;
     row.try_into()
+}
+
+/// Assigns the lead to a rep: among enabled sales reps who take leads and whose sectors and
+/// territories (empty: any) include the lead's, the one with the fewest open leads (ties: the
+/// oldest account). `None` when no rep matches. The reps' rows are locked in a fixed order, so
+/// concurrent assignments see each other's load.
+pub async fn assign(tx: &mut TenantTx, id: LeadId) -> runtime::Result<Option<Lead>> {
+    let lead = find_for_update(tx, id).await?;
+    let rep: Option<UserId> = sqlx::query_scalar(
+        "WITH candidates AS (
+             SELECT u.id, u.created_at FROM users u
+             LEFT JOIN rep_profiles p ON p.tenant_id = u.tenant_id AND p.user_id = u.id
+             WHERE u.tenant_id = wasit_current_tenant() AND u.role = 'sales_rep' AND u.disabled_at IS NULL
+               AND coalesce(p.accepts_leads, true)
+               AND ($1::text IS NULL OR coalesce(cardinality(p.sectors), 0) = 0 OR $1 = ANY(p.sectors))
+               AND ($2::text IS NULL OR coalesce(cardinality(p.territories), 0) = 0 OR $2 = ANY(p.territories))
+             ORDER BY u.id
+             FOR UPDATE OF u)
+         SELECT c.id FROM candidates c
+         ORDER BY (SELECT count(*) FROM leads l
+                   WHERE l.tenant_id = wasit_current_tenant() AND l.owner_user_id = c.id
+                     AND l.status IN ('new', 'contacted', 'qualified')),
+                  c.created_at, c.id
+         LIMIT 1",
+    )
+    .bind(&lead.sector)
+    .bind(&lead.territory)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(rep) = rep else {
+        return Ok(None);
+    };
+    let mut assigned = lead;
+    assigned.owner_user_id = Some(rep);
+    save(tx, &assigned).await.map(Some)
+}
+
+/// The active affiliate with this referral code, if any.
+pub async fn affiliate_by_code(
+    tx: &mut TenantTx,
+    code: &str,
+) -> runtime::Result<Option<uuid::Uuid>> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM affiliates WHERE tenant_id = wasit_current_tenant() AND referral_code = $1 AND status = 'active'",
+    )
+    .bind(code.trim().to_uppercase())
+    .fetch_optional(&mut **tx)
+    .await?)
+}
+
+/// Records which affiliate brought the lead.
+pub async fn set_affiliate(
+    tx: &mut TenantTx,
+    id: LeadId,
+    affiliate: uuid::Uuid,
+) -> runtime::Result<()> {
+    sqlx::query(
+        "UPDATE leads SET affiliate_id = $2 WHERE tenant_id = wasit_current_tenant() AND id = $1",
+    )
+    .bind(id)
+    .bind(affiliate)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

@@ -85,6 +85,8 @@ pub struct CreateLead {
     pub sector: Option<String>,
     pub territory: Option<String>,
     pub owner_user_id: Option<UserId>,
+    /// An active affiliate's referral code: the lead is attributed to them.
+    pub referral_code: Option<String>,
 }
 
 pub async fn create(
@@ -108,7 +110,22 @@ pub async fn create(
         owner_user_id: req.owner_user_id,
     };
     let mut tx = auth.begin(&state.db).await?;
-    let lead = leads::create(&mut tx, &new).await?;
+    let affiliate =
+        match req.referral_code.as_deref() {
+            Some(code) => Some(leads::affiliate_by_code(&mut tx, code).await?.ok_or_else(
+                || {
+                    ApiError::Invalid(format!(
+                        "{code:?} is not the referral code of an active affiliate"
+                    ))
+                },
+            )?),
+            None => None,
+        };
+    let mut lead = leads::create(&mut tx, &new).await?;
+    if let Some(affiliate) = affiliate {
+        leads::set_affiliate(&mut tx, lead.id, affiliate).await?;
+        lead.affiliate_id = Some(affiliate);
+    }
     let after = serde_json::to_value(&lead).map_err(ApiError::internal)?;
     audit::record(&mut tx, &auth, "create", "lead", lead.id.0, None, &after).await?;
     tx.commit().await?;
@@ -258,4 +275,109 @@ fn check_label(field: &str, value: Option<&str>) -> Result<(), ApiError> {
         )),
         _ => Ok(()),
     }
+}
+
+/// `POST /leads/{id}/assign`: gives the lead to the matching rep with the fewest open leads.
+pub async fn assign(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<Lead>, ApiError> {
+    auth.require(ROLES)?;
+    let id = lead_id(&id)?;
+    let mut tx = auth.begin(&state.db).await?;
+    let before = leads::find(&mut tx, id).await?;
+    let lead = leads::assign(&mut tx, id).await?.ok_or_else(|| {
+        ApiError::Conflict("no sales rep takes leads of this sector and territory".into())
+    })?;
+    let (b, a) = (
+        serde_json::to_value(&before).map_err(ApiError::internal)?,
+        serde_json::to_value(&lead).map_err(ApiError::internal)?,
+    );
+    audit::record(&mut tx, &auth, "assign", "lead", lead.id.0, Some(&b), &a).await?;
+    tx.commit().await?;
+    Ok(Json(lead))
+}
+
+#[derive(Debug, serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SalesProfile {
+    #[serde(default)]
+    pub sectors: Vec<String>,
+    #[serde(default)]
+    pub territories: Vec<String>,
+    #[serde(default = "yes")]
+    pub accepts_leads: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `GET /users/{id}/sales-profile`: the sectors and territories a rep takes (empty: any).
+pub async fn get_profile(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<SalesProfile>, ApiError> {
+    auth.require(ROLES)?;
+    let user: UserId = id.parse().map_err(|_| ApiError::NotFound("user"))?;
+    let mut tx = auth.begin(&state.db).await?;
+    crate::repo::users::find(&mut tx, user).await?;
+    let row: Option<(Vec<String>, Vec<String>, bool)> = sqlx::query_as(
+        "SELECT sectors, territories, accepts_leads FROM rep_profiles
+         WHERE tenant_id = wasit_current_tenant() AND user_id = $1",
+    )
+    .bind(user)
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let (sectors, territories, accepts_leads) = row.unwrap_or((Vec::new(), Vec::new(), true));
+    Ok(Json(SalesProfile {
+        sectors,
+        territories,
+        accepts_leads,
+    }))
+}
+
+/// `PUT /users/{id}/sales-profile` (admins, managers).
+pub async fn set_profile(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<SalesProfile>,
+) -> Result<Json<SalesProfile>, ApiError> {
+    auth.require(crate::routes::meetings::HOURS_EDITORS)?;
+    let user: UserId = id.parse().map_err(|_| ApiError::NotFound("user"))?;
+    for label in req.sectors.iter().chain(&req.territories) {
+        check_label("sectors and territories", Some(label))?;
+    }
+    let mut tx = auth.begin(&state.db).await?;
+    crate::repo::users::find(&mut tx, user).await?;
+    sqlx::query(
+        "INSERT INTO rep_profiles (tenant_id, user_id, sectors, territories, accepts_leads)
+         VALUES (wasit_current_tenant(), $1, $2, $3, $4)
+         ON CONFLICT (tenant_id, user_id) DO UPDATE
+         SET sectors = EXCLUDED.sectors, territories = EXCLUDED.territories,
+             accepts_leads = EXCLUDED.accepts_leads, updated_at = now()",
+    )
+    .bind(user)
+    .bind(&req.sectors)
+    .bind(&req.territories)
+    .bind(req.accepts_leads)
+    .execute(&mut *tx)
+    .await?;
+    let after = serde_json::to_value(&req).map_err(ApiError::internal)?;
+    audit::record(
+        &mut tx,
+        &auth,
+        "update",
+        "sales_profile",
+        user.0,
+        None,
+        &after,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(req))
 }

@@ -87,6 +87,11 @@ pub fn api_v1() -> Router<AppState> {
         .route("/disputes/{id}", get(disputes::get).patch(disputes::update))
         .route("/leads", get(leads::list).post(leads::create))
         .route("/leads/{id}", get(leads::get).patch(leads::update))
+        .route("/leads/{id}/assign", post(leads::assign))
+        .route(
+            "/users/{id}/sales-profile",
+            get(leads::get_profile).put(leads::set_profile),
+        )
 }
 
 /// `?limit=&cursor=` on list routes.

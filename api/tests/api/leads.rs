@@ -284,3 +284,151 @@ async fn the_audit_log_says_who_changed_what() {
     let r = app.get("/api/v1/audit-log", Some(&rep)).await;
     assert_eq!(error_code(r, 403).await, "forbidden");
 }
+
+/// Assignment picks, among reps whose sectors and territories match (empty: any), the one with
+/// the fewest open leads; a lead with an active affiliate's referral code is attributed to them.
+#[tokio::test]
+async fn leads_go_to_the_matching_rep_with_the_least_load() {
+    let app = spawn_app().await;
+    let tenant = app.test_db.tenant("riyadh-gold").await;
+    let manager = app.user_token(tenant, Role::SalesManager).await;
+    let rep = |email: &'static str| {
+        let app = &app;
+        async move {
+            app.test_db
+                .user(tenant, email, Role::SalesRep, "long enough password")
+                .await
+        }
+    };
+    let (riyadh, jeddah, anywhere) = (
+        rep("riyadh@example.com").await,
+        rep("jeddah@example.com").await,
+        rep("any@example.com").await,
+    );
+    let off = rep("off@example.com").await;
+    for (user, body) in [
+        (
+            riyadh,
+            json!({"territories": ["الرياض"], "sectors": ["retail"]}),
+        ),
+        (jeddah, json!({"territories": ["جدة"]})),
+        (off, json!({"accepts_leads": false})),
+    ] {
+        let r = app
+            .send(
+                "put",
+                &format!("/api/v1/users/{}/sales-profile", user.0),
+                Some(&manager),
+                Some(&body),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    let assign = |territory: &'static str, sector: &'static str| {
+        let (app, manager) = (&app, &manager);
+        async move {
+            let lead = create(
+                app,
+                manager,
+                json!({"territory": territory, "sector": sector}),
+            )
+            .await;
+            let r = app
+                .send(
+                    "post",
+                    &format!("/api/v1/leads/{}/assign", lead["id"].as_str().unwrap()),
+                    Some(manager),
+                    None,
+                )
+                .await;
+            let body: Value = r.json().await.unwrap();
+            body["owner_user_id"].as_str().map(str::to_owned)
+        }
+    };
+    // Riyadh retail: the Riyadh rep and the any-territory rep match; each gets one in turn.
+    let first = assign("الرياض", "retail").await.unwrap();
+    let second = assign("الرياض", "retail").await.unwrap();
+    let mut got = vec![first, second];
+    got.sort();
+    let mut expected = vec![riyadh.0.to_string(), anywhere.0.to_string()];
+    expected.sort();
+    assert_eq!(got, expected, "the load is balanced");
+    // Jeddah: the Jeddah rep and the any rep; the any rep has one open lead already.
+    assert_eq!(
+        assign("جدة", "wholesale").await.unwrap(),
+        jeddah.0.to_string()
+    );
+    // Dammam wholesale: only the any rep matches (the Riyadh rep is retail-only and in Riyadh).
+    assert_eq!(
+        assign("الدمام", "wholesale").await.unwrap(),
+        anywhere.0.to_string()
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM leads WHERE owner_user_id = '{}'",
+            off.0
+        ))
+        .await,
+        0
+    );
+
+    // No rep at all for a tenant without reps: 409.
+    let other = app.test_db.tenant("jeddah-gold").await;
+    let other_manager = app.user_token(other, Role::SalesManager).await;
+    let lead = create(&app, &other_manager, json!({})).await;
+    let r = app
+        .send(
+            "post",
+            &format!("/api/v1/leads/{}/assign", lead["id"].as_str().unwrap()),
+            Some(&other_manager),
+            None,
+        )
+        .await;
+    assert_eq!(error_code(r, 409).await, "conflict");
+
+    // Referral codes attribute leads to active affiliates only.
+    let affiliate = app
+        .send(
+            "post",
+            "/api/v1/affiliates",
+            Some(&manager),
+            Some(&json!({"display_name": "شريك", "referral_code": "REF2026"})),
+        )
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    let r = app
+        .send(
+            "post",
+            "/api/v1/leads",
+            Some(&manager),
+            Some(&json!({"referral_code": "REF2026"})),
+        )
+        .await;
+    assert_eq!(
+        error_code(r, 422).await,
+        "invalid",
+        "the affiliate is not active yet"
+    );
+    let path = format!("/api/v1/affiliates/{}", affiliate["id"].as_str().unwrap());
+    for body in [
+        json!({"status": "approved"}),
+        json!({"status": "onboarding"}),
+        json!({"steps_done": ["contract", "training", "payout_details"], "status": "active"}),
+    ] {
+        assert_eq!(
+            app.send("patch", &path, Some(&manager), Some(&body))
+                .await
+                .status(),
+            200
+        );
+    }
+    let referred = create(
+        &app,
+        &manager,
+        json!({"referral_code": "ref2026", "source": "referral"}),
+    )
+    .await;
+    assert_eq!(referred["affiliate_id"], affiliate["id"]);
+}
