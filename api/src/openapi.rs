@@ -92,7 +92,8 @@ const MEETING_QUERY: &[(&str, &str, &str)] = &[
         "date-time",
         "starting before (RFC 3339); default 90 days after from",
     ),
-    ("limit", "integer", "at most this many, 1–200 (default 50)"),
+    ("limit", "integer", "page size, 1–200 (default 50)"),
+    ("cursor", "string", "the next_cursor of the previous page"),
 ];
 
 const PROPOSAL_QUERY: &[(&str, &str, &str)] = &[
@@ -133,12 +134,10 @@ const AUDIT_QUERY: &[(&str, &str, &str)] = &[
     ("cursor", "string", "the next_cursor of the previous page"),
 ];
 
-const LIMIT: &[(&str, &str, &str)] =
-    &[("limit", "integer", "at most this many, 1–200 (default 50)")];
-
 const COMMISSION_QUERY: &[(&str, &str, &str)] = &[
     ("period", "date", "the first day of a month"),
-    ("limit", "integer", "at most this many, 1–200 (default 50)"),
+    ("limit", "integer", "page size, 1–200 (default 50)"),
+    ("cursor", "string", "the next_cursor of the previous page"),
 ];
 
 const PAYOUT_QUERY: &[(&str, &str, &str)] =
@@ -146,7 +145,8 @@ const PAYOUT_QUERY: &[(&str, &str, &str)] =
 
 const CLAIM_QUERY: &[(&str, &str, &str)] = &[
     ("status", "ClaimStatus", "only claims in this status"),
-    ("limit", "integer", "at most this many, 1–200 (default 50)"),
+    ("limit", "integer", "page size, 1–200 (default 50)"),
+    ("cursor", "string", "the next_cursor of the previous page"),
 ];
 
 const DISPUTE_QUERY: &[(&str, &str, &str)] = &[
@@ -427,7 +427,7 @@ pub const CATALOG: &[RouteSpec] = &[
         tag: "meetings",
         roles: Some(Role::SALES),
         request: None,
-        response: "MeetingList",
+        response: "MeetingPage",
         status: 200,
         query: MEETING_QUERY,
         object: None,
@@ -649,9 +649,9 @@ pub const CATALOG: &[RouteSpec] = &[
         tag: "affiliates",
         roles: Some(crate::routes::affiliates::ROLES),
         request: None,
-        response: "AffiliateList",
+        response: "AffiliatePage",
         status: 200,
-        query: LIMIT,
+        query: PAGE,
         object: None,
         example: None,
     },
@@ -730,7 +730,7 @@ pub const CATALOG: &[RouteSpec] = &[
         tag: "commissions",
         roles: Some(crate::routes::affiliates::ROLES),
         request: None,
-        response: "CommissionList",
+        response: "CommissionPage",
         status: 200,
         query: COMMISSION_QUERY,
         object: None,
@@ -756,7 +756,7 @@ pub const CATALOG: &[RouteSpec] = &[
         tag: "guarantees",
         roles: Some(Role::SALES),
         request: None,
-        response: "ClaimList",
+        response: "ClaimPage",
         status: 200,
         query: CLAIM_QUERY,
         object: None,
@@ -852,7 +852,7 @@ pub const CATALOG: &[RouteSpec] = &[
         tag: "disputes",
         roles: Some(crate::routes::disputes::RESOLVERS),
         request: None,
-        response: "DisputeList",
+        response: "DisputePage",
         status: 200,
         query: DISPUTE_QUERY,
         object: None,
@@ -1150,7 +1150,7 @@ fn components() -> Value {
                 "lead_id": nullable_uuid, "deal_id": nullable_uuid, "title": {"type": "string"}, "location": nullable_text,
                 "starts_at": time, "ends_at": time, "status": {"type": "string", "enum": ["scheduled", "cancelled"]},
                 "sequence": {"type": "integer"}, "created_at": time, "updated_at": time}},
-            "MeetingList": {"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Meeting"}}}},
+            "MeetingPage": page("Meeting"),
             "CreateMeeting": {"type": "object", "additionalProperties": false, "required": ["rep_user_id", "title", "starts_at", "ends_at"],
                 "properties": {"rep_user_id": uuid, "title": {"type": "string", "minLength": 1, "maxLength": 200},
                 "starts_at": time, "ends_at": time, "location": {"type": "string", "maxLength": 500},
@@ -1205,7 +1205,7 @@ fn components() -> Value {
             "Affiliate": {"type": "object", "properties": {"id": uuid, "display_name": {"type": "string"}, "user_id": nullable_uuid,
                 "contact_id": nullable_uuid, "status": {"type": "string", "enum": ["applied", "approved", "rejected", "onboarding", "active", "suspended"]},
                 "referral_code": {"type": "string"}, "onboarding": {"type": "array"}, "created_at": time, "updated_at": time}},
-            "AffiliateList": {"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Affiliate"}}}},
+            "AffiliatePage": page("Affiliate"),
             "CreateAffiliate": {"type": "object", "additionalProperties": false, "required": ["display_name"], "properties": {
                 "display_name": {"type": "string", "minLength": 1, "maxLength": 200}, "user_id": uuid, "contact_id": uuid,
                 "referral_code": {"type": "string", "pattern": "^[A-Za-z0-9]{4,16}$"}}},
@@ -1225,14 +1225,14 @@ fn components() -> Value {
                 "properties": {"id": uuid, "deal_id": uuid, "rule_id": uuid, "affiliate_id": nullable_uuid, "user_id": nullable_uuid,
                 "base_minor": {"type": "integer"}, "amount_minor": {"type": "integer"}, "currency": {"type": "string"},
                 "period": {"type": "string", "format": "date"}, "status": {"type": "string", "enum": ["pending", "approved", "paid"]}}},
-            "CommissionList": {"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Commission"}}}},
+            "CommissionPage": page("Commission"),
             "ClaimStatus": {"type": "string", "enum": ["submitted", "under_review", "approved", "rejected", "refunded"]},
             "Claim": {"type": "object", "properties": {"id": uuid, "contact_id": nullable_uuid, "deal_id": nullable_uuid,
                 "description": {"type": "string"}, "claimed_minor": {"type": "integer"}, "currency": {"type": "string"},
                 "status": {"$ref": "#/components/schemas/ClaimStatus"}, "evidence": {"type": "array"}, "decision_note": nullable_text,
                 "approved_minor": {"type": ["integer", "null"]}, "approved_by_user_id": nullable_uuid,
                 "approved_at": {"type": ["string", "null"], "format": "date-time"}, "created_at": time, "updated_at": time}},
-            "ClaimList": {"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Claim"}}}},
+            "ClaimPage": page("Claim"),
             "CreateClaim": {"type": "object", "additionalProperties": false, "required": ["description", "claimed_minor", "currency"],
                 "properties": {"contact_id": uuid, "deal_id": uuid, "description": {"type": "string", "minLength": 1, "maxLength": 5000},
                 "claimed_minor": {"$ref": "#/components/schemas/Money"}, "currency": {"type": "string", "pattern": "^[A-Z]{3}$"}}},
@@ -1258,7 +1258,7 @@ fn components() -> Value {
                 "resolution": nullable_text, "raised_by_user_id": nullable_uuid, "raised_by_role": {"type": "string"},
                 "resolved_by_user_id": nullable_uuid, "resolved_at": {"type": ["string", "null"], "format": "date-time"},
                 "created_at": time, "updated_at": time}},
-            "DisputeList": {"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Dispute"}}}},
+            "DisputePage": page("Dispute"),
             "CreateDispute": {"type": "object", "additionalProperties": false, "required": ["subject_kind", "subject_id", "reason"],
                 "properties": {"subject_kind": {"$ref": "#/components/schemas/SubjectKind"}, "subject_id": uuid,
                 "reason": {"type": "string", "minLength": 1, "maxLength": 5000}}},

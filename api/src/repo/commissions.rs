@@ -127,11 +127,18 @@ pub async fn save_affiliate(tx: &mut TenantTx, a: &Affiliate) -> runtime::Result
     .await?)
 }
 
-pub async fn list_affiliates(tx: &mut TenantTx, limit: i64) -> runtime::Result<Vec<Affiliate>> {
+pub async fn list_affiliates(
+    tx: &mut TenantTx,
+    after: Option<super::Cursor>,
+    limit: i64,
+) -> runtime::Result<Vec<Affiliate>> {
     Ok(sqlx::query_as::<_, Affiliate>(&format!(
         "SELECT {AFFILIATE} FROM affiliates WHERE tenant_id = wasit_current_tenant()
-         ORDER BY created_at DESC, id DESC LIMIT $1"
+           AND ($1::timestamptz IS NULL OR (created_at, id) < ($1, $2))
+         ORDER BY created_at DESC, id DESC LIMIT $3"
     ))
+    .bind(after.map(|c| c.created_at))
+    .bind(after.map(|c| c.id))
     .bind(limit)
     .fetch_all(&mut **tx)
     .await?)
@@ -252,19 +259,26 @@ pub struct Commission {
     pub currency: String,
     pub period: Date,
     pub status: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
 }
 
 pub async fn list(
     tx: &mut TenantTx,
     period: Option<Date>,
+    after: Option<super::Cursor>,
     limit: i64,
 ) -> runtime::Result<Vec<Commission>> {
     Ok(sqlx::query_as::<_, Commission>(
-        "SELECT id, deal_id, rule_id, affiliate_id, user_id, base_minor, amount_minor, currency, period, status
+        "SELECT id, deal_id, rule_id, affiliate_id, user_id, base_minor, amount_minor, currency, period, status,
+                created_at
          FROM commissions WHERE tenant_id = wasit_current_tenant() AND ($1::date IS NULL OR period = $1)
-         ORDER BY period DESC, created_at DESC, id DESC LIMIT $2",
+           AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
+         ORDER BY created_at DESC, id DESC LIMIT $4",
     )
     .bind(period)
+    .bind(after.map(|c| c.created_at))
+    .bind(after.map(|c| c.id))
     .bind(limit)
     .fetch_all(&mut **tx)
     .await?)

@@ -90,14 +90,18 @@ pub async fn save(tx: &mut TenantTx, c: &Claim) -> runtime::Result<Claim> {
 pub async fn list(
     tx: &mut TenantTx,
     status: Option<&str>,
+    after: Option<super::Cursor>,
     limit: i64,
 ) -> runtime::Result<Vec<Claim>> {
     Ok(sqlx::query_as::<_, Claim>(&format!(
         "SELECT {COLUMNS} FROM guarantee_claims
          WHERE tenant_id = wasit_current_tenant() AND ($1::text IS NULL OR status = $1)
-         ORDER BY created_at DESC, id DESC LIMIT $2"
+           AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
+         ORDER BY created_at DESC, id DESC LIMIT $4"
     ))
     .bind(status)
+    .bind(after.map(|c| c.created_at))
+    .bind(after.map(|c| c.id))
     .bind(limit)
     .fetch_all(&mut **tx)
     .await?)

@@ -285,23 +285,28 @@ pub async fn save(tx: &mut TenantTx, m: &Meeting, time_changed: bool) -> runtime
     .map_err(booking_error)
 }
 
-/// Meetings starting in `[from, to)`, optionally of one rep, in time order.
+/// Meetings starting in `[from, to)` after the cursor (`starts_at`, id), optionally of one rep, in
+/// time order.
 pub async fn list(
     tx: &mut TenantTx,
     rep: Option<UserId>,
     from: OffsetDateTime,
     to: OffsetDateTime,
+    after: Option<super::Cursor>,
     limit: i64,
 ) -> runtime::Result<Vec<Meeting>> {
     Ok(sqlx::query_as::<_, Meeting>(&format!(
         "SELECT {COLUMNS} FROM meetings
          WHERE tenant_id = wasit_current_tenant() AND ($1::uuid IS NULL OR rep_user_id = $1)
            AND starts_at >= $2 AND starts_at < $3
-         ORDER BY starts_at, id LIMIT $4"
+           AND ($4::timestamptz IS NULL OR (starts_at, id) > ($4, $5))
+         ORDER BY starts_at, id LIMIT $6"
     ))
     .bind(rep)
     .bind(from)
     .bind(to)
+    .bind(after.map(|c| c.created_at))
+    .bind(after.map(|c| c.id))
     .bind(limit)
     .fetch_all(&mut **tx)
     .await?)

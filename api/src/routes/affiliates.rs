@@ -11,12 +11,13 @@ use runtime::{ContactId, UserId};
 use serde::Deserialize;
 use time::Date;
 
-use super::PageQuery;
 use super::deals::Items;
+use super::{Page, PageQuery};
 use crate::app::AppState;
 use crate::auth::{AuthUser, Role};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery};
+use crate::repo::Cursor;
 use crate::repo::audit;
 use crate::repo::commissions::{self, Affiliate, Commission, Payout, Rule, Tier};
 
@@ -27,23 +28,20 @@ fn affiliate_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
     raw.parse().map_err(|_| ApiError::NotFound("affiliate"))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LimitQuery {
-    pub limit: Option<i64>,
-}
-
 pub async fn list(
     State(state): State<AppState>,
     auth: AuthUser,
-    ApiQuery(q): ApiQuery<LimitQuery>,
-) -> Result<Json<Items<Affiliate>>, ApiError> {
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Json<Page<Affiliate>>, ApiError> {
     auth.require(ROLES)?;
-    let limit = PageQuery::limit_of(q.limit)?;
+    let limit = q.limit()?;
+    let after = super::parse_cursor(q.cursor.as_deref())?;
     let mut tx = auth.begin(&state.db).await?;
-    let items = commissions::list_affiliates(&mut tx, limit).await?;
+    let items = commissions::list_affiliates(&mut tx, after, limit + 1).await?;
     tx.commit().await?;
-    Ok(Json(Items { items }))
+    Ok(Json(Page::from_rows(items, limit, |a| {
+        Cursor::new(a.created_at, a.id)
+    })))
 }
 
 pub async fn get(
@@ -338,19 +336,23 @@ pub struct CommissionQuery {
     /// The first day of a month.
     pub period: Option<Date>,
     pub limit: Option<i64>,
+    pub cursor: Option<String>,
 }
 
 pub async fn commissions(
     State(state): State<AppState>,
     auth: AuthUser,
     ApiQuery(q): ApiQuery<CommissionQuery>,
-) -> Result<Json<Items<Commission>>, ApiError> {
+) -> Result<Json<Page<Commission>>, ApiError> {
     auth.require(ROLES)?;
     let limit = PageQuery::limit_of(q.limit)?;
+    let after = super::parse_cursor(q.cursor.as_deref())?;
     let mut tx = auth.begin(&state.db).await?;
-    let items = commissions::list(&mut tx, q.period, limit).await?;
+    let items = commissions::list(&mut tx, q.period, after, limit + 1).await?;
     tx.commit().await?;
-    Ok(Json(Items { items }))
+    Ok(Json(Page::from_rows(items, limit, |c| {
+        Cursor::new(c.created_at, c.id)
+    })))
 }
 
 pub async fn payouts(

@@ -9,12 +9,12 @@ use runtime::UserId;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::PageQuery;
-use super::deals::Items;
+use super::{Page, PageQuery};
 use crate::app::AppState;
 use crate::auth::{AuthUser, Role};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery};
+use crate::repo::Cursor;
 use crate::repo::audit;
 
 /// Who raises disputes: the sales side, and affiliates (over their commissions).
@@ -90,28 +90,35 @@ pub struct ListQuery {
     pub status: Option<DisputeStatus>,
     pub subject_kind: Option<SubjectKind>,
     pub limit: Option<i64>,
+    pub cursor: Option<String>,
 }
 
 pub async fn list(
     State(state): State<AppState>,
     auth: AuthUser,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<Json<Items<Dispute>>, ApiError> {
+) -> Result<Json<Page<Dispute>>, ApiError> {
     auth.require(RESOLVERS)?;
     let limit = PageQuery::limit_of(q.limit)?;
+    let after = super::parse_cursor(q.cursor.as_deref())?;
     let mut tx = auth.begin(&state.db).await?;
     let items = sqlx::query_as::<_, Dispute>(&format!(
         "SELECT {COLUMNS} FROM disputes WHERE tenant_id = wasit_current_tenant()
            AND ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR subject_kind = $2)
-         ORDER BY created_at DESC, id DESC LIMIT $3"
+           AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))
+         ORDER BY created_at DESC, id DESC LIMIT $5"
     ))
     .bind(q.status.map(DisputeStatus::as_str))
     .bind(q.subject_kind.map(SubjectKind::as_str))
-    .bind(limit)
+    .bind(after.map(|c| c.created_at))
+    .bind(after.map(|c| c.id))
+    .bind(limit + 1)
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(Json(Items { items }))
+    Ok(Json(Page::from_rows(items, limit, |d| {
+        Cursor::new(d.created_at, d.id)
+    })))
 }
 
 async fn find(

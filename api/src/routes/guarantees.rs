@@ -11,12 +11,12 @@ use runtime::ContactId;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::PageQuery;
-use super::deals::Items;
+use super::{Page, PageQuery};
 use crate::app::AppState;
 use crate::auth::{AuthUser, Role};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery};
+use crate::repo::Cursor;
 use crate::repo::audit;
 use crate::repo::guarantees::{self, Claim, Refund};
 
@@ -57,19 +57,24 @@ impl ClaimStatus {
 pub struct ListQuery {
     pub status: Option<ClaimStatus>,
     pub limit: Option<i64>,
+    pub cursor: Option<String>,
 }
 
 pub async fn list(
     State(state): State<AppState>,
     auth: AuthUser,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<Json<Items<Claim>>, ApiError> {
+) -> Result<Json<Page<Claim>>, ApiError> {
     auth.require(ROLES)?;
     let limit = PageQuery::limit_of(q.limit)?;
+    let after = super::parse_cursor(q.cursor.as_deref())?;
     let mut tx = auth.begin(&state.db).await?;
-    let items = guarantees::list(&mut tx, q.status.map(ClaimStatus::as_str), limit).await?;
+    let status = q.status.map(ClaimStatus::as_str);
+    let items = guarantees::list(&mut tx, status, after, limit + 1).await?;
     tx.commit().await?;
-    Ok(Json(Items { items }))
+    Ok(Json(Page::from_rows(items, limit, |c| {
+        Cursor::new(c.created_at, c.id)
+    })))
 }
 
 pub async fn get(

@@ -10,8 +10,7 @@ use runtime::{ContactId, LeadId, UserId};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use super::PageQuery;
-use super::deals::Items;
+use super::{Page, PageQuery};
 use crate::app::AppState;
 use crate::auth::{AuthUser, Role};
 use crate::error::ApiError;
@@ -106,24 +105,29 @@ pub struct ListQuery {
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub to: Option<OffsetDateTime>,
     pub limit: Option<i64>,
+    /// The next_cursor of the previous page.
+    pub cursor: Option<String>,
 }
 
 pub async fn list(
     State(state): State<AppState>,
     auth: AuthUser,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<Json<Items<Meeting>>, ApiError> {
+) -> Result<Json<Page<Meeting>>, ApiError> {
     auth.require(ROLES)?;
     let limit = PageQuery::limit_of(q.limit)?;
+    let after = super::parse_cursor(q.cursor.as_deref())?;
     let from = q.from.unwrap_or_else(OffsetDateTime::now_utc);
     let to = q.to.unwrap_or(from + time::Duration::days(90));
     if to <= from {
         return Err(ApiError::Invalid("to is after from".into()));
     }
     let mut tx = auth.begin(&state.db).await?;
-    let items = meetings::list(&mut tx, q.rep_user_id, from, to, limit).await?;
+    let items = meetings::list(&mut tx, q.rep_user_id, from, to, after, limit + 1).await?;
     tx.commit().await?;
-    Ok(Json(Items { items }))
+    Ok(Json(Page::from_rows(items, limit, |m| {
+        crate::repo::Cursor::new(m.starts_at, m.id)
+    })))
 }
 
 pub async fn get(

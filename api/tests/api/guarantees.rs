@@ -281,3 +281,35 @@ async fn a_dispute_is_reviewed_and_resolved_with_a_trail() {
         "the subject must be a commission of this tenant"
     );
 }
+
+/// Claims, like every list, come in pages joined by cursors, newest first.
+#[tokio::test]
+async fn claims_come_in_pages() {
+    let app = spawn_app().await;
+    let tenant = app.test_db.tenant("riyadh-gold").await;
+    let rep = app.user_token(tenant, Role::SalesRep).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let body = json!({"description": format!("مطالبة {i}"), "claimed_minor": 100 * i, "currency": "SAR"});
+        let claim: Value = app
+            .send("post", "/api/v1/guarantee-claims", Some(&rep), Some(&body))
+            .await
+            .json()
+            .await
+            .unwrap();
+        ids.push(claim["id"].as_str().unwrap().to_owned());
+    }
+    let (mut seen, mut path) = (Vec::new(), "/api/v1/guarantee-claims?limit=2".to_owned());
+    loop {
+        let page = app.get_json(&path, &rep).await;
+        for c in page["items"].as_array().unwrap() {
+            seen.push(c["id"].as_str().unwrap().to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/api/v1/guarantee-claims?limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    ids.reverse();
+    assert_eq!(seen, ids);
+}
