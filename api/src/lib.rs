@@ -21,7 +21,7 @@
 //! every other Wasit crate, and none depends on it.
 
 // The OpenAPI document's schema literals (`openapi::components`) nest deeply in `serde_json::json!`.
-#![recursion_limit = "256"]
+#![recursion_limit = "512"]
 
 pub mod app;
 pub mod auth;

@@ -717,7 +717,7 @@ pub const CATALOG: &[RouteSpec] = &[
         response: "Rule",
         status: 201,
         query: &[],
-        object: None,
+        object: Some("rule"),
         example: Some(|_| {
             json!({"name": "عمولة الشركاء", "beneficiary": "affiliate", "currency": "SAR",
                                   "tiers": [{"from_minor": 0, "rate_bps": 500}, {"from_minor": 10_000_000, "rate_bps": 700}]})
@@ -995,6 +995,61 @@ pub const CATALOG: &[RouteSpec] = &[
             |_| json!({"sectors": ["retail"], "territories": ["الرياض"], "accepts_leads": true}),
         ),
     },
+    RouteSpec {
+        method: "post",
+        path: "/pipeline/stages",
+        summary: "Add a pipeline stage (admins, managers): name, position, probability, kind (open, won, lost)",
+        tag: "deals",
+        roles: Some(crate::routes::meetings::HOURS_EDITORS),
+        request: Some("CreateStage"),
+        response: "Stage",
+        status: 201,
+        query: &[],
+        object: Some("stage"),
+        example: Some(|_| {
+            let n = 100 + (uuid::Uuid::new_v4().as_u128() % 1_000_000) as i64;
+            json!({"name": format!("مرحلة {n}"), "position": n, "probability": 55})
+        }),
+    },
+    RouteSpec {
+        method: "patch",
+        path: "/pipeline/stages/{id}",
+        summary: "Rename, move or reweight a stage; forecasts use the new probability at once",
+        tag: "deals",
+        roles: Some(crate::routes::meetings::HOURS_EDITORS),
+        request: Some("UpdateStage"),
+        response: "Stage",
+        status: 200,
+        query: &[],
+        object: Some("stage"),
+        example: Some(|_| json!({"probability": 60})),
+    },
+    RouteSpec {
+        method: "patch",
+        path: "/commission-rules/{id}",
+        summary: "Rename or (de)activate a commission rule",
+        tag: "commissions",
+        roles: Some(crate::routes::affiliates::ROLES),
+        request: Some("UpdateRule"),
+        response: "Rule",
+        status: 200,
+        query: &[],
+        object: Some("rule"),
+        example: Some(|_| json!({"active": true})),
+    },
+    RouteSpec {
+        method: "patch",
+        path: "/commissions/{id}",
+        summary: "Move a commission: pending → approved → paid",
+        tag: "commissions",
+        roles: Some(crate::routes::affiliates::ROLES),
+        request: Some("UpdateCommission"),
+        response: "Commission",
+        status: 200,
+        query: &[],
+        object: Some("commission"),
+        example: Some(|_| json!({"status": "approved"})),
+    },
 ];
 
 fn enum_schema(values: &[&str]) -> Value {
@@ -1267,6 +1322,16 @@ fn components() -> Value {
             "SalesProfile": {"type": "object", "additionalProperties": false, "properties": {
                 "sectors": {"type": "array", "items": {"type": "string"}}, "territories": {"type": "array", "items": {"type": "string"}},
                 "accepts_leads": {"type": "boolean", "default": true}}},
+            "CreateStage": {"type": "object", "additionalProperties": false, "required": ["name", "position", "probability"], "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 100}, "position": {"type": "integer", "minimum": 0},
+                "probability": {"type": "integer", "minimum": 0, "maximum": 100}, "kind": {"type": "string", "enum": ["open", "won", "lost"], "default": "open"}}},
+            "UpdateStage": {"type": "object", "additionalProperties": false, "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 100}, "position": {"type": "integer", "minimum": 0},
+                "probability": {"type": "integer", "minimum": 0, "maximum": 100}}},
+            "UpdateRule": {"type": "object", "additionalProperties": false, "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 200}, "active": {"type": "boolean"}}},
+            "UpdateCommission": {"type": "object", "additionalProperties": false, "required": ["status"], "properties": {
+                "status": {"type": "string", "enum": ["pending", "approved", "paid"]}}},
             "PayoutList": {"type": "object", "properties": {"items": {"type": "array", "items": {"type": "object", "properties": {
                 "affiliate_id": nullable_uuid, "user_id": nullable_uuid, "currency": {"type": "string"},
                 "commissions": {"type": "integer"}, "amount_minor": {"type": "integer"}}}}}},

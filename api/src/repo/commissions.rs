@@ -186,6 +186,61 @@ pub async fn create_rule(
     })
 }
 
+/// Renames or (de)activates a rule; its tiers stay (commissions already computed name it).
+pub async fn update_rule(
+    tx: &mut TenantTx,
+    id: uuid::Uuid,
+    name: Option<&str>,
+    active: Option<bool>,
+) -> runtime::Result<Rule> {
+    sqlx::query_as::<_, Rule>(&format!(
+        "UPDATE commission_rules SET name = coalesce($2, name), active = coalesce($3, active)
+         WHERE tenant_id = wasit_current_tenant() AND id = $1 RETURNING {RULE}"
+    ))
+    .bind(id)
+    .bind(name)
+    .bind(active)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or(runtime::Error::NotFound("commission rule"))
+}
+
+/// Moves a commission pending → approved → paid; anything else is a conflict.
+pub async fn set_status(
+    tx: &mut TenantTx,
+    id: uuid::Uuid,
+    next: &str,
+) -> runtime::Result<Commission> {
+    let current: String = sqlx::query_scalar(
+        "SELECT status FROM commissions WHERE tenant_id = wasit_current_tenant() AND id = $1 FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or(runtime::Error::NotFound("commission"))?;
+    let legal = match current.as_str() {
+        "pending" => "approved",
+        "approved" => "paid",
+        _ => "",
+    };
+    if next != legal {
+        return Err(runtime::Error::Conflict(if legal.is_empty() {
+            "the commission is paid".to_owned()
+        } else {
+            format!("a {current} commission moves to {legal}, not to {next}")
+        }));
+    }
+    Ok(sqlx::query_as::<_, Commission>(
+        "UPDATE commissions SET status = $2 WHERE tenant_id = wasit_current_tenant() AND id = $1
+         RETURNING id, deal_id, rule_id, affiliate_id, user_id, base_minor, amount_minor, currency, period,
+                   status, created_at",
+    )
+    .bind(id)
+    .bind(next)
+    .fetch_one(&mut **tx)
+    .await?)
+}
+
 pub async fn list_rules(tx: &mut TenantTx) -> runtime::Result<Vec<Rule>> {
     Ok(sqlx::query_as::<_, Rule>(&format!(
         "SELECT {RULE} FROM commission_rules WHERE tenant_id = wasit_current_tenant()

@@ -47,6 +47,72 @@ impl TryFrom<String> for StageKindText {
     }
 }
 
+/// Adds a stage; a position or name the pipeline has already is a conflict.
+pub async fn create_stage(
+    tx: &mut TenantTx,
+    name: &str,
+    position: i32,
+    probability: i16,
+    kind: StageKind,
+) -> runtime::Result<Stage> {
+    sqlx::query_as::<_, Stage>(
+        "INSERT INTO pipeline_stages (tenant_id, name, position, probability, kind)
+         VALUES (wasit_current_tenant(), $1, $2, $3, $4)
+         RETURNING id, name, position, probability, kind",
+    )
+    .bind(name)
+    .bind(position)
+    .bind(probability)
+    .bind(kind_str(kind))
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(stage_error)
+}
+
+/// Renames, moves or reweights a stage (its kind stays).
+pub async fn update_stage(
+    tx: &mut TenantTx,
+    id: uuid::Uuid,
+    name: Option<&str>,
+    position: Option<i32>,
+    probability: Option<i16>,
+) -> runtime::Result<Stage> {
+    sqlx::query_as::<_, Stage>(
+        "UPDATE pipeline_stages SET name = coalesce($2, name), position = coalesce($3, position),
+                probability = coalesce($4, probability)
+         WHERE tenant_id = wasit_current_tenant() AND id = $1
+         RETURNING id, name, position, probability, kind",
+    )
+    .bind(id)
+    .bind(name)
+    .bind(position)
+    .bind(probability)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(stage_error)?
+    .ok_or(runtime::Error::NotFound("stage"))
+}
+
+fn kind_str(kind: StageKind) -> &'static str {
+    match kind {
+        StageKind::Open => "open",
+        StageKind::Won => "won",
+        StageKind::Lost => "lost",
+    }
+}
+
+fn stage_error(e: sqlx::Error) -> runtime::Error {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            runtime::Error::Conflict("the pipeline has a stage with that name or position".into())
+        }
+        sqlx::Error::Database(d) if d.is_check_violation() => {
+            runtime::Error::Invalid("a won stage has probability 100 and a lost stage 0".into())
+        }
+        _ => e.into(),
+    }
+}
+
 /// The tenant's stages, in pipeline order.
 pub async fn stages(tx: &mut TenantTx) -> runtime::Result<Vec<Stage>> {
     Ok(sqlx::query_as::<_, Stage>(

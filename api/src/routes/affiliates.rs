@@ -379,3 +379,83 @@ pub async fn payouts(
     tx.commit().await?;
     Ok(Json(Items { items }))
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRule {
+    pub name: Option<String>,
+    pub active: Option<bool>,
+}
+
+/// `PATCH /commission-rules/{id}`: rename or (de)activate; tiers stay as computed commissions saw them.
+pub async fn update_rule(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<UpdateRule>,
+) -> Result<Json<Rule>, ApiError> {
+    auth.require(ROLES)?;
+    let id: uuid::Uuid = id
+        .parse()
+        .map_err(|_| ApiError::NotFound("commission rule"))?;
+    if req
+        .name
+        .as_deref()
+        .is_some_and(|n| n.trim().is_empty() || n.chars().count() > 200)
+    {
+        return Err(ApiError::Invalid("name has 1 to 200 characters".into()));
+    }
+    let mut tx = auth.begin(&state.db).await?;
+    let rule =
+        commissions::update_rule(&mut tx, id, req.name.as_deref().map(str::trim), req.active)
+            .await?;
+    let after = serde_json::to_value(&rule).map_err(ApiError::internal)?;
+    audit::record(
+        &mut tx,
+        &auth,
+        "update",
+        "commission_rule",
+        rule.id,
+        None,
+        &after,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(rule))
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommissionStatus {
+    Pending,
+    Approved,
+    Paid,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateCommission {
+    pub status: CommissionStatus,
+}
+
+/// `PATCH /commissions/{id}`: pending → approved → paid.
+pub async fn update_commission(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<UpdateCommission>,
+) -> Result<Json<Commission>, ApiError> {
+    auth.require(ROLES)?;
+    let id: uuid::Uuid = id.parse().map_err(|_| ApiError::NotFound("commission"))?;
+    let next = match req.status {
+        CommissionStatus::Pending => "pending",
+        CommissionStatus::Approved => "approved",
+        CommissionStatus::Paid => "paid",
+    };
+    let mut tx = auth.begin(&state.db).await?;
+    let c = commissions::set_status(&mut tx, id, next).await?;
+    let after = serde_json::to_value(&c).map_err(ApiError::internal)?;
+    audit::record(&mut tx, &auth, "update", "commission", c.id, None, &after).await?;
+    tx.commit().await?;
+    Ok(Json(c))
+}

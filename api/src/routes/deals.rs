@@ -325,3 +325,108 @@ pub async fn summary(
     tx.commit().await?;
     Ok(Json(Items { items }))
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateStage {
+    pub name: String,
+    pub position: i32,
+    pub probability: i16,
+    #[serde(default = "open_kind")]
+    pub kind: StageKind,
+}
+
+fn open_kind() -> StageKind {
+    StageKind::Open
+}
+
+fn check_stage(
+    name: Option<&str>,
+    position: Option<i32>,
+    probability: Option<i16>,
+) -> Result<(), ApiError> {
+    if name.is_some_and(|n| n.trim().is_empty() || n.chars().count() > 100) {
+        return Err(ApiError::Invalid("name has 1 to 100 characters".into()));
+    }
+    if position.is_some_and(|p| p < 0) {
+        return Err(ApiError::Invalid("position is at least 0".into()));
+    }
+    if probability.is_some_and(|p| !(0..=100).contains(&p)) {
+        return Err(ApiError::Invalid("probability is 0 to 100".into()));
+    }
+    Ok(())
+}
+
+/// `POST /pipeline/stages` (admins, managers).
+pub async fn create_stage(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiJson(req): ApiJson<CreateStage>,
+) -> Result<(StatusCode, Json<Stage>), ApiError> {
+    auth.require(crate::routes::meetings::HOURS_EDITORS)?;
+    check_stage(Some(&req.name), Some(req.position), Some(req.probability))?;
+    let mut tx = auth.begin(&state.db).await?;
+    let stage = deals::create_stage(
+        &mut tx,
+        req.name.trim(),
+        req.position,
+        req.probability,
+        req.kind,
+    )
+    .await?;
+    let after = serde_json::to_value(&stage).map_err(ApiError::internal)?;
+    audit::record(
+        &mut tx,
+        &auth,
+        "create",
+        "pipeline_stage",
+        stage.id,
+        None,
+        &after,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(stage)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateStage {
+    pub name: Option<String>,
+    pub position: Option<i32>,
+    pub probability: Option<i16>,
+}
+
+/// `PATCH /pipeline/stages/{id}` (admins, managers): forecasts use the new probability at once.
+pub async fn update_stage(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<UpdateStage>,
+) -> Result<Json<Stage>, ApiError> {
+    auth.require(crate::routes::meetings::HOURS_EDITORS)?;
+    let id: uuid::Uuid = id.parse().map_err(|_| ApiError::NotFound("stage"))?;
+    check_stage(req.name.as_deref(), req.position, req.probability)?;
+    let mut tx = auth.begin(&state.db).await?;
+    let stage = deals::update_stage(
+        &mut tx,
+        id,
+        req.name.as_deref().map(str::trim),
+        req.position,
+        req.probability,
+    )
+    .await?;
+    let after = serde_json::to_value(&stage).map_err(ApiError::internal)?;
+    audit::record(
+        &mut tx,
+        &auth,
+        "update",
+        "pipeline_stage",
+        stage.id,
+        None,
+        &after,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(stage))
+}

@@ -42,7 +42,11 @@ pub fn api_v1() -> Router<AppState> {
         .route("/deals/forecast", get(deals::forecast))
         .route("/deals/summary", get(deals::summary))
         .route("/deals/{id}", get(deals::get).patch(deals::update))
-        .route("/pipeline/stages", get(deals::stages))
+        .route(
+            "/pipeline/stages",
+            get(deals::stages).post(deals::create_stage),
+        )
+        .route("/pipeline/stages/{id}", patch(deals::update_stage))
         .route("/proposals", get(proposals::list).post(proposals::create))
         .route(
             "/proposals/{id}",
@@ -67,7 +71,9 @@ pub fn api_v1() -> Router<AppState> {
             "/commission-rules",
             get(affiliates::rules).post(affiliates::create_rule),
         )
+        .route("/commission-rules/{id}", patch(affiliates::update_rule))
         .route("/commissions", get(affiliates::commissions))
+        .route("/commissions/{id}", patch(affiliates::update_commission))
         .route("/commissions/payouts", get(affiliates::payouts))
         .route(
             "/guarantee-claims",

@@ -204,6 +204,17 @@ async fn a_won_deal_earns_exact_commissions_once() {
             (other["id"].clone(), Value::Null, 1, 1),
         ]
     );
+    // A commission is approved, then paid; nothing else.
+    let one = list["items"][0]["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/commissions/{one}");
+    let r = patch(&app, &manager, &path, json!({"status": "paid"})).await;
+    assert_eq!(error_code(r, 409).await, "conflict", "approved before paid");
+    for status in ["approved", "paid"] {
+        let r = patch(&app, &manager, &path, json!({"status": status})).await;
+        assert_eq!(r.json::<Value>().await.unwrap()["status"], status);
+    }
+    let r = patch(&app, &manager, &path, json!({"status": "pending"})).await;
+    assert_eq!(error_code(r, 409).await, "conflict", "paid is final");
     let r = app
         .get(
             "/api/v1/commissions/payouts?period=2026-11-15",

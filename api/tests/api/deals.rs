@@ -254,3 +254,87 @@ async fn stage_moves_are_recorded_and_closed_deals_do_not_change() {
     }
     assert_eq!(app.count("SELECT count(*) FROM deals").await, before);
 }
+
+/// A tenant shapes its own pipeline: a new stage, a new probability that the summary uses at
+/// once, and the rules a won or lost stage keeps.
+#[tokio::test]
+async fn a_tenant_edits_its_pipeline() {
+    let app = spawn_app().await;
+    let tenant = app.test_db.tenant("riyadh-gold").await;
+    let manager = app.token(tenant, Role::SalesManager);
+    let r = app
+        .send(
+            "post",
+            "/api/v1/pipeline/stages",
+            Some(&manager),
+            Some(&json!({"name": "تجربة المنتج", "position": 10, "probability": 25})),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let stage: Value = r.json().await.unwrap();
+    assert_eq!(stage["kind"], "open");
+    let d = deal(
+        &app,
+        &manager,
+        json!({"title": "عينة", "amount_minor": 1_001, "currency": "SAR", "stage_id": stage["id"]}),
+    )
+    .await;
+    assert_eq!(d["stage_id"], stage["id"]);
+    let r = app
+        .send(
+            "patch",
+            &format!("/api/v1/pipeline/stages/{}", stage["id"].as_str().unwrap()),
+            Some(&manager),
+            Some(&json!({"probability": 35})),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let summary = app.get_json("/api/v1/deals/summary", &manager).await;
+    let row = summary["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["stage_id"] == stage["id"])
+        .unwrap()
+        .clone();
+    // 1,001 × 35 = 35,035 → 350.35 → 350.
+    assert_eq!(row["weighted_minor"], 350);
+    for (body, status) in [
+        (
+            json!({"name": "qualification", "position": 11, "probability": 5}),
+            409,
+        ),
+        (
+            json!({"name": "جديدة", "position": 0, "probability": 5}),
+            409,
+        ),
+        (
+            json!({"name": "ربح آخر", "position": 12, "probability": 90, "kind": "won"}),
+            422,
+        ),
+        (
+            json!({"name": "x", "position": 13, "probability": 101}),
+            422,
+        ),
+    ] {
+        let r = app
+            .send(
+                "post",
+                "/api/v1/pipeline/stages",
+                Some(&manager),
+                Some(&body),
+            )
+            .await;
+        assert_eq!(r.status().as_u16(), status, "{body}");
+    }
+    let rep = app.token(tenant, Role::SalesRep);
+    let r = app
+        .send(
+            "post",
+            "/api/v1/pipeline/stages",
+            Some(&rep),
+            Some(&json!({"name": "y", "position": 14, "probability": 5})),
+        )
+        .await;
+    assert_eq!(error_code(r, 403).await, "forbidden");
+}

@@ -208,6 +208,21 @@ async fn objects_of(app: &TestApp, token: &str) -> Ids {
             route.object.unwrap(),
             created["id"].as_str().unwrap().to_owned(),
         );
+        if route.path == "/commission-rules" {
+            // Commissions are computed, never posted: one for the deal and rule just made.
+            let commission: uuid::Uuid = sqlx::query_scalar(
+                "INSERT INTO commissions (tenant_id, deal_id, rule_id, affiliate_id, base_minor, amount_minor, currency, period)
+                 VALUES ($1, $2::uuid, $3::uuid, $4::uuid, 1000, 50, 'SAR', date_trunc('month', now())::date) RETURNING id",
+            )
+            .bind(tenant)
+            .bind(&ids["deal"])
+            .bind(&ids["rule"])
+            .bind(&ids["affiliate"])
+            .fetch_one(&app.test_db.db().admin)
+            .await
+            .unwrap();
+            ids.insert("commission", commission.to_string());
+        }
     }
     ids
 }
