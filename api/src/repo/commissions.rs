@@ -178,12 +178,7 @@ pub async fn create_rule(
     .bind(sqlx::types::Json(tiers))
     .fetch_one(&mut **tx)
     .await
-    .map_err(|e| match &e {
-        sqlx::Error::Database(d) if d.constraint().is_some_and(|c| c.contains("affiliate_id")) => {
-            runtime::Error::Invalid("affiliate_id is not an affiliate of this tenant".into())
-        }
-        _ => foreign_key_is_invalid(e),
-    })
+    .map_err(foreign_key_is_invalid)
 }
 
 /// Renames or (de)activates a rule; its tiers stay (commissions already computed name it).

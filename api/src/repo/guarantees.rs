@@ -62,12 +62,7 @@ pub async fn create(
     .bind(currency)
     .fetch_one(&mut **tx)
     .await
-    .map_err(|e| match &e {
-        sqlx::Error::Database(d) if d.constraint().is_some_and(|c| c.contains("deal_id")) => {
-            runtime::Error::Invalid("deal_id is not a deal of this tenant".into())
-        }
-        _ => foreign_key_is_invalid(e),
-    })
+    .map_err(foreign_key_is_invalid)
 }
 
 pub async fn save(tx: &mut TenantTx, c: &Claim) -> runtime::Result<Claim> {

@@ -210,18 +210,12 @@ async fn check_working_hours(
     Ok(())
 }
 
-/// A slot another scheduled meeting of the rep overlaps is a conflict; so is a foreign key the
-/// tenant does not have (named like a missing one).
+/// A slot another scheduled meeting of the rep overlaps is a conflict; a record the tenant does
+/// not have is named like a missing one.
 fn booking_error(e: sqlx::Error) -> runtime::Error {
     match &e {
         sqlx::Error::Database(d) if d.constraint() == Some("meetings_no_double_booking") => {
             runtime::Error::Conflict("the rep already has a meeting at that time".into())
-        }
-        sqlx::Error::Database(d) if d.constraint().is_some_and(|c| c.contains("rep_user_id")) => {
-            runtime::Error::Invalid("rep_user_id is not a user of this tenant".into())
-        }
-        sqlx::Error::Database(d) if d.constraint().is_some_and(|c| c.contains("deal_id")) => {
-            runtime::Error::Invalid("deal_id is not a deal of this tenant".into())
         }
         _ => super::foreign_key_is_invalid(e),
     }

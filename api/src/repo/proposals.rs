@@ -101,12 +101,7 @@ pub async fn create(tx: &mut TenantTx, p: &NewProposal) -> runtime::Result<Propo
     .bind(p.author_user_id)
     .fetch_one(&mut **tx)
     .await
-    .map_err(|e| match &e {
-        sqlx::Error::Database(d) if d.constraint().is_some_and(|c| c.contains("deal_id")) => {
-            runtime::Error::Invalid("deal_id is not a deal of this tenant".into())
-        }
-        _ => foreign_key_is_invalid(e),
-    })
+    .map_err(foreign_key_is_invalid)
 }
 
 /// Writes back content and status; stamps `sent_at` / `decided_at` when the status gets there.

@@ -107,8 +107,7 @@ pub async fn create(
     let mut tx = auth.begin(&state.db).await?;
     let a =
         commissions::create_affiliate(&mut tx, name, req.user_id, req.contact_id, &code).await?;
-    let after = serde_json::to_value(&a).map_err(ApiError::internal)?;
-    audit::record(&mut tx, &auth, "create", "affiliate", a.id, None, &after).await?;
+    audit::record_new(&mut tx, &auth, "create", "affiliate", a.id, &a).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(a)))
 }
@@ -233,18 +232,14 @@ pub async fn update(
         a.status = next.as_str().to_owned();
     }
     let saved = commissions::save_affiliate(&mut tx, &a).await?;
-    let (b, af) = (
-        serde_json::to_value(&before).map_err(ApiError::internal)?,
-        serde_json::to_value(&saved).map_err(ApiError::internal)?,
-    );
     audit::record(
         &mut tx,
         &auth,
         "update",
         "affiliate",
         saved.id,
-        Some(&b),
-        &af,
+        &before,
+        &saved,
     )
     .await?;
     tx.commit().await?;
@@ -288,11 +283,7 @@ pub async fn create_rule(
     if req.name.trim().is_empty() || req.name.chars().count() > 200 {
         return Err(ApiError::Invalid("name has 1 to 200 characters".into()));
     }
-    if !(req.currency.len() == 3 && req.currency.bytes().all(|b| b.is_ascii_uppercase())) {
-        return Err(ApiError::Invalid(
-            "currency is an ISO 4217 code such as SAR".into(),
-        ));
-    }
+    super::check_currency(&req.currency)?;
     commissions::check_tiers(&req.tiers).map_err(ApiError::Invalid)?;
     let beneficiary = match req.beneficiary {
         Beneficiary::Affiliate => "affiliate",
@@ -315,17 +306,7 @@ pub async fn create_rule(
         &req.tiers,
     )
     .await?;
-    let after = serde_json::to_value(&rule).map_err(ApiError::internal)?;
-    audit::record(
-        &mut tx,
-        &auth,
-        "create",
-        "commission_rule",
-        rule.id,
-        None,
-        &after,
-    )
-    .await?;
+    audit::record_new(&mut tx, &auth, "create", "commission_rule", rule.id, &rule).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(rule)))
 }
@@ -409,17 +390,7 @@ pub async fn update_rule(
     let rule =
         commissions::update_rule(&mut tx, id, req.name.as_deref().map(str::trim), req.active)
             .await?;
-    let after = serde_json::to_value(&rule).map_err(ApiError::internal)?;
-    audit::record(
-        &mut tx,
-        &auth,
-        "update",
-        "commission_rule",
-        rule.id,
-        None,
-        &after,
-    )
-    .await?;
+    audit::record_new(&mut tx, &auth, "update", "commission_rule", rule.id, &rule).await?;
     tx.commit().await?;
     Ok(Json(rule))
 }
@@ -454,8 +425,7 @@ pub async fn update_commission(
     };
     let mut tx = auth.begin(&state.db).await?;
     let c = commissions::set_status(&mut tx, id, next).await?;
-    let after = serde_json::to_value(&c).map_err(ApiError::internal)?;
-    audit::record(&mut tx, &auth, "update", "commission", c.id, None, &after).await?;
+    audit::record_new(&mut tx, &auth, "update", "commission", c.id, &c).await?;
     tx.commit().await?;
     Ok(Json(c))
 }

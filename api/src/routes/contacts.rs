@@ -149,17 +149,7 @@ pub async fn create(
         &identities,
     )
     .await?;
-    let after = serde_json::to_value(&contact).map_err(ApiError::internal)?;
-    audit::record(
-        &mut tx,
-        &auth,
-        "create",
-        "contact",
-        contact.id.0,
-        None,
-        &after,
-    )
-    .await?;
+    audit::record_new(&mut tx, &auth, "create", "contact", contact.id.0, &contact).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(contact)))
 }
@@ -206,16 +196,14 @@ pub async fn update(
     let mut tx = auth.begin(&state.db).await?;
     let before = contacts::find(&mut tx, id).await?;
     let contact = contacts::update(&mut tx, id, &change).await?;
-    let before = serde_json::to_value(&before).map_err(ApiError::internal)?;
-    let after = serde_json::to_value(&contact).map_err(ApiError::internal)?;
     audit::record(
         &mut tx,
         &auth,
         "update",
         "contact",
         contact.id.0,
-        Some(&before),
-        &after,
+        &before,
+        &contact,
     )
     .await?;
     tx.commit().await?;

@@ -124,17 +124,6 @@ fn after_seq(cursor: Option<&str>) -> Result<Option<i64>, ApiError> {
         .transpose()
 }
 
-fn seq_page<T>(mut items: Vec<T>, limit: i64, seq: impl Fn(&T) -> i64) -> Page<T> {
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let next_cursor = if items.len() > limit {
-        items.truncate(limit);
-        items.last().map(|last| seq(last).to_string())
-    } else {
-        None
-    };
-    Page { items, next_cursor }
-}
-
 pub async fn messages(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -148,7 +137,9 @@ pub async fn messages(
     let mut tx = auth.begin(&state.db).await?;
     let items = conversations::messages(&mut tx, id, after, limit + 1).await?;
     tx.commit().await?;
-    Ok(Json(seq_page(items, limit, |m| m.seq)))
+    Ok(Json(Page::from_rows_with(items, limit, |m| {
+        m.seq.to_string()
+    })))
 }
 
 pub async fn turns(
@@ -164,5 +155,7 @@ pub async fn turns(
     let mut tx = auth.begin(&state.db).await?;
     let items = conversations::turns(&mut tx, id, after, limit + 1).await?;
     tx.commit().await?;
-    Ok(Json(seq_page(items, limit, |t| t.turn_seq)))
+    Ok(Json(Page::from_rows_with(items, limit, |t| {
+        t.turn_seq.to_string()
+    })))
 }

@@ -87,16 +87,6 @@ fn check_title(title: &str) -> Result<String, ApiError> {
     Ok(t.to_owned())
 }
 
-fn check_currency(c: &str) -> Result<(), ApiError> {
-    if c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()) {
-        Ok(())
-    } else {
-        Err(ApiError::Invalid(format!(
-            "currency is an ISO 4217 code such as SAR, not {c:?}"
-        )))
-    }
-}
-
 fn check_amount(a: i64) -> Result<(), ApiError> {
     if a < 0 {
         return Err(ApiError::Invalid(
@@ -130,7 +120,7 @@ pub async fn create(
     auth.require(ROLES)?;
     let title = check_title(&req.title)?;
     check_amount(req.amount_minor)?;
-    check_currency(&req.currency)?;
+    super::check_currency(&req.currency)?;
     let mut tx = auth.begin(&state.db).await?;
     let stage = match req.stage_id {
         Some(id) => deals::stage(&mut tx, id).await?,
@@ -163,8 +153,7 @@ pub async fn create(
         updated_at: now,
     };
     let deal = deals::create(&mut tx, &draft, (auth.user, auth.role.as_str())).await?;
-    let after = serde_json::to_value(&deal).map_err(ApiError::internal)?;
-    audit::record(&mut tx, &auth, "create", "deal", deal.id, None, &after).await?;
+    audit::record_new(&mut tx, &auth, "create", "deal", deal.id, &deal).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(deal)))
 }
@@ -212,7 +201,7 @@ pub async fn update(
         deal.amount_minor = amount;
     }
     if let Some(currency) = req.currency {
-        check_currency(&currency)?;
+        super::check_currency(&currency)?;
         deal.currency = currency;
     }
     let mut moved_from = None;
@@ -255,18 +244,7 @@ pub async fn update(
         let now = time::OffsetDateTime::now_utc();
         crate::repo::commissions::on_deal_won(&mut tx, &saved, now).await?;
     }
-    let before = serde_json::to_value(&before).map_err(ApiError::internal)?;
-    let after = serde_json::to_value(&saved).map_err(ApiError::internal)?;
-    audit::record(
-        &mut tx,
-        &auth,
-        "update",
-        "deal",
-        saved.id,
-        Some(&before),
-        &after,
-    )
-    .await?;
+    audit::record(&mut tx, &auth, "update", "deal", saved.id, &before, &saved).await?;
     tx.commit().await?;
     Ok(Json(saved))
 }
@@ -374,17 +352,7 @@ pub async fn create_stage(
         req.kind,
     )
     .await?;
-    let after = serde_json::to_value(&stage).map_err(ApiError::internal)?;
-    audit::record(
-        &mut tx,
-        &auth,
-        "create",
-        "pipeline_stage",
-        stage.id,
-        None,
-        &after,
-    )
-    .await?;
+    audit::record_new(&mut tx, &auth, "create", "pipeline_stage", stage.id, &stage).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(stage)))
 }
@@ -416,17 +384,7 @@ pub async fn update_stage(
         req.probability,
     )
     .await?;
-    let after = serde_json::to_value(&stage).map_err(ApiError::internal)?;
-    audit::record(
-        &mut tx,
-        &auth,
-        "update",
-        "pipeline_stage",
-        stage.id,
-        None,
-        &after,
-    )
-    .await?;
+    audit::record_new(&mut tx, &auth, "update", "pipeline_stage", stage.id, &stage).await?;
     tx.commit().await?;
     Ok(Json(stage))
 }

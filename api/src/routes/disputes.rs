@@ -200,8 +200,7 @@ pub async fn create(
     .bind(auth.role.as_str())
     .fetch_one(&mut *tx)
     .await?;
-    let after = serde_json::to_value(&d).map_err(ApiError::internal)?;
-    audit::record(&mut tx, &auth, "create", "dispute", d.id, None, &after).await?;
+    audit::record_new(&mut tx, &auth, "create", "dispute", d.id, &d).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(d)))
 }
@@ -271,11 +270,7 @@ pub async fn update(
     .bind(auth.user)
     .fetch_one(&mut *tx)
     .await?;
-    let (b, a) = (
-        serde_json::to_value(&before).map_err(ApiError::internal)?,
-        serde_json::to_value(&d).map_err(ApiError::internal)?,
-    );
-    audit::record(&mut tx, &auth, "update", "dispute", d.id, Some(&b), &a).await?;
+    audit::record(&mut tx, &auth, "update", "dispute", d.id, &before, &d).await?;
     tx.commit().await?;
     Ok(Json(d))
 }

@@ -115,11 +115,7 @@ pub async fn create(
     if req.claimed_minor < 0 {
         return Err(ApiError::Invalid("claimed_minor is at least 0".into()));
     }
-    if !(req.currency.len() == 3 && req.currency.bytes().all(|b| b.is_ascii_uppercase())) {
-        return Err(ApiError::Invalid(
-            "currency is an ISO 4217 code such as SAR".into(),
-        ));
-    }
+    super::check_currency(&req.currency)?;
     let mut tx = auth.begin(&state.db).await?;
     let claim = guarantees::create(
         &mut tx,
@@ -130,15 +126,13 @@ pub async fn create(
         &req.currency,
     )
     .await?;
-    let after = serde_json::to_value(&claim).map_err(ApiError::internal)?;
-    audit::record(
+    audit::record_new(
         &mut tx,
         &auth,
         "create",
         "guarantee_claim",
         claim.id,
-        None,
-        &after,
+        &claim,
     )
     .await?;
     tx.commit().await?;
@@ -217,18 +211,14 @@ pub async fn review(
         ));
     }
     let saved = guarantees::save(&mut tx, &claim).await?;
-    let (b, a) = (
-        serde_json::to_value(&before).map_err(ApiError::internal)?,
-        serde_json::to_value(&saved).map_err(ApiError::internal)?,
-    );
     audit::record(
         &mut tx,
         &auth,
         "update",
         "guarantee_claim",
         saved.id,
-        Some(&b),
-        &a,
+        &before,
+        &saved,
     )
     .await?;
     tx.commit().await?;
@@ -286,18 +276,14 @@ pub async fn add_evidence(
         }));
     }
     let saved = guarantees::save(&mut tx, &claim).await?;
-    let (b, a) = (
-        serde_json::to_value(&before).map_err(ApiError::internal)?,
-        serde_json::to_value(&saved).map_err(ApiError::internal)?,
-    );
     audit::record(
         &mut tx,
         &auth,
         "add_evidence",
         "guarantee_claim",
         saved.id,
-        Some(&b),
-        &a,
+        &before,
+        &saved,
     )
     .await?;
     tx.commit().await?;
@@ -336,15 +322,13 @@ pub async fn refund(
         )));
     }
     let refund = guarantees::refund(&mut tx, &claim, req.amount_minor, refunder).await?;
-    let after = serde_json::to_value(&refund).map_err(ApiError::internal)?;
-    audit::record(
+    audit::record_new(
         &mut tx,
         &auth,
         "refund",
         "guarantee_claim",
         claim.id,
-        None,
-        &after,
+        &refund,
     )
     .await?;
     tx.commit().await?;

@@ -126,8 +126,7 @@ pub async fn create(
         leads::set_affiliate(&mut tx, lead.id, affiliate).await?;
         lead.affiliate_id = Some(affiliate);
     }
-    let after = serde_json::to_value(&lead).map_err(ApiError::internal)?;
-    audit::record(&mut tx, &auth, "create", "lead", lead.id.0, None, &after).await?;
+    audit::record_new(&mut tx, &auth, "create", "lead", lead.id.0, &lead).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(lead)))
 }
@@ -234,16 +233,8 @@ pub async fn update(
         lead.contact_id = contact;
     }
     let saved = leads::save(&mut tx, &lead).await?;
-    let before = serde_json::to_value(&before).map_err(ApiError::internal)?;
-    let after = serde_json::to_value(&saved).map_err(ApiError::internal)?;
     audit::record(
-        &mut tx,
-        &auth,
-        "update",
-        "lead",
-        saved.id.0,
-        Some(&before),
-        &after,
+        &mut tx, &auth, "update", "lead", saved.id.0, &before, &saved,
     )
     .await?;
     tx.commit().await?;
@@ -290,11 +281,7 @@ pub async fn assign(
     let lead = leads::assign(&mut tx, id).await?.ok_or_else(|| {
         ApiError::Conflict("no sales rep takes leads of this sector and territory".into())
     })?;
-    let (b, a) = (
-        serde_json::to_value(&before).map_err(ApiError::internal)?,
-        serde_json::to_value(&lead).map_err(ApiError::internal)?,
-    );
-    audit::record(&mut tx, &auth, "assign", "lead", lead.id.0, Some(&b), &a).await?;
+    audit::record(&mut tx, &auth, "assign", "lead", lead.id.0, &before, &lead).await?;
     tx.commit().await?;
     Ok(Json(lead))
 }
@@ -367,17 +354,7 @@ pub async fn set_profile(
     .bind(req.accepts_leads)
     .execute(&mut *tx)
     .await?;
-    let after = serde_json::to_value(&req).map_err(ApiError::internal)?;
-    audit::record(
-        &mut tx,
-        &auth,
-        "update",
-        "sales_profile",
-        user.0,
-        None,
-        &after,
-    )
-    .await?;
+    audit::record_new(&mut tx, &auth, "update", "sales_profile", user.0, &req).await?;
     tx.commit().await?;
     Ok(Json(req))
 }

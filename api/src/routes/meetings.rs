@@ -76,18 +76,14 @@ pub async fn set_hours(
     let mut tx = auth.begin(&state.db).await?;
     let before = meetings::working_hours(&mut tx, id).await?;
     let after = meetings::set_working_hours(&mut tx, id, req.time_zone.trim(), &req.hours).await?;
-    let (b, a) = (
-        serde_json::to_value(&before).map_err(ApiError::internal)?,
-        serde_json::to_value(&after).map_err(ApiError::internal)?,
-    );
     audit::record(
         &mut tx,
         &auth,
         "update",
         "working_hours",
         id.0,
-        Some(&b),
-        &a,
+        &before,
+        &after,
     )
     .await?;
     tx.commit().await?;
@@ -196,11 +192,7 @@ pub async fn create(
     };
     let mut tx = auth.begin(&state.db).await?;
     let meeting = meetings::create(&mut tx, &new).await?;
-    let after = serde_json::to_value(&meeting).map_err(ApiError::internal)?;
-    audit::record(
-        &mut tx, &auth, "create", "meeting", meeting.id, None, &after,
-    )
-    .await?;
+    audit::record_new(&mut tx, &auth, "create", "meeting", meeting.id, &meeting).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(meeting)))
 }
@@ -251,11 +243,10 @@ pub async fn update(
         meeting.status = "cancelled".into();
     }
     let saved = meetings::save(&mut tx, &meeting, time_changed).await?;
-    let (b, a) = (
-        serde_json::to_value(&before).map_err(ApiError::internal)?,
-        serde_json::to_value(&saved).map_err(ApiError::internal)?,
-    );
-    audit::record(&mut tx, &auth, "update", "meeting", saved.id, Some(&b), &a).await?;
+    audit::record(
+        &mut tx, &auth, "update", "meeting", saved.id, &before, &saved,
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(saved))
 }

@@ -140,14 +140,19 @@ impl<T> Page<T> {
     /// A page from up to `limit + 1` rows fetched after `after`: the extra row only says that
     /// more follow, and the last kept row's cursor leads there.
     pub fn from_rows(
-        mut items: Vec<T>,
+        items: Vec<T>,
         limit: i64,
         cursor_of: impl Fn(&T) -> crate::repo::Cursor,
     ) -> Self {
+        Self::from_rows_with(items, limit, |last| cursor_of(last).encode())
+    }
+
+    /// [`Page::from_rows`] for lists whose cursor is not a time and an id (a sequence number).
+    pub fn from_rows_with(mut items: Vec<T>, limit: i64, cursor_of: impl Fn(&T) -> String) -> Self {
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         let next_cursor = if items.len() > limit {
             items.truncate(limit);
-            items.last().map(|last| cursor_of(last).encode())
+            items.last().map(cursor_of)
         } else {
             None
         };
@@ -174,4 +179,15 @@ where
     T: serde::Deserialize<'de>,
 {
     <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
+}
+
+/// An ISO 4217 code as money is stored with: three capital letters (`SAR`, `USD`).
+pub fn check_currency(currency: &str) -> Result<(), crate::error::ApiError> {
+    if currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase()) {
+        Ok(())
+    } else {
+        Err(crate::error::ApiError::Invalid(format!(
+            "currency is an ISO 4217 code such as SAR, not {currency:?}"
+        )))
+    }
 }

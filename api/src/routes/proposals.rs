@@ -71,11 +71,7 @@ fn check(title: &str, content: &str, money: (Option<i64>, Option<&str>)) -> Resu
     }
     match money {
         (None, None) => Ok(()),
-        (Some(a), Some(c))
-            if a >= 0 && c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()) =>
-        {
-            Ok(())
-        }
+        (Some(a), Some(c)) if a >= 0 && super::check_currency(c).is_ok() => Ok(()),
         _ => Err(ApiError::Invalid(
             "amount_minor (whole minor units, at least 0) and currency (ISO 4217) come together"
                 .into(),
@@ -114,17 +110,7 @@ pub async fn create(
     };
     let mut tx = auth.begin(&state.db).await?;
     let proposal = proposals::create(&mut tx, &new).await?;
-    let after = serde_json::to_value(&proposal).map_err(ApiError::internal)?;
-    audit::record(
-        &mut tx,
-        &auth,
-        "create",
-        "proposal",
-        proposal.id,
-        None,
-        &after,
-    )
-    .await?;
+    audit::record_new(&mut tx, &auth, "create", "proposal", proposal.id, &proposal).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(proposal)))
 }
@@ -201,11 +187,10 @@ pub async fn update(
         proposal.status = next.as_str().to_owned();
     }
     let saved = proposals::save(&mut tx, &proposal).await?;
-    let (b, a) = (
-        serde_json::to_value(&before).map_err(ApiError::internal)?,
-        serde_json::to_value(&saved).map_err(ApiError::internal)?,
-    );
-    audit::record(&mut tx, &auth, "update", "proposal", saved.id, Some(&b), &a).await?;
+    audit::record(
+        &mut tx, &auth, "update", "proposal", saved.id, &before, &saved,
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(saved))
 }
