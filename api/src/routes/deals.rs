@@ -79,14 +79,6 @@ pub async fn get(
     Ok(Json(deal))
 }
 
-fn check_title(title: &str) -> Result<String, ApiError> {
-    let t = title.trim();
-    if t.is_empty() || t.chars().count() > 200 {
-        return Err(ApiError::Invalid("title has 1 to 200 characters".into()));
-    }
-    Ok(t.to_owned())
-}
-
 fn check_amount(a: i64) -> Result<(), ApiError> {
     if a < 0 {
         return Err(ApiError::Invalid(
@@ -118,7 +110,7 @@ pub async fn create(
     ApiJson(req): ApiJson<CreateDeal>,
 ) -> Result<(StatusCode, Json<Deal>), ApiError> {
     auth.require(ROLES)?;
-    let title = check_title(&req.title)?;
+    let title = super::check_title(&req.title)?;
     check_amount(req.amount_minor)?;
     super::check_currency(&req.currency)?;
     let mut tx = auth.begin(&state.db).await?;
@@ -194,7 +186,7 @@ pub async fn update(
     }
     let mut deal = before.clone();
     if let Some(title) = &req.title {
-        deal.title = check_title(title)?;
+        deal.title = super::check_title(title)?;
     }
     if let Some(amount) = req.amount_minor {
         check_amount(amount)?;

@@ -139,14 +139,6 @@ pub async fn get(
     Ok(Json(meeting))
 }
 
-fn check_title(title: &str) -> Result<String, ApiError> {
-    let t = title.trim();
-    if t.is_empty() || t.chars().count() > 200 {
-        return Err(ApiError::Invalid("title has 1 to 200 characters".into()));
-    }
-    Ok(t.to_owned())
-}
-
 fn check_slot(starts_at: OffsetDateTime, ends_at: OffsetDateTime) -> Result<(), ApiError> {
     if ends_at <= starts_at {
         return Err(ApiError::Invalid("ends_at is after starts_at".into()));
@@ -178,7 +170,7 @@ pub async fn create(
     ApiJson(req): ApiJson<CreateMeeting>,
 ) -> Result<(StatusCode, Json<Meeting>), ApiError> {
     auth.require(ROLES)?;
-    let title = check_title(&req.title)?;
+    let title = super::check_title(&req.title)?;
     check_slot(req.starts_at, req.ends_at)?;
     let new = NewMeeting {
         rep_user_id: req.rep_user_id,
@@ -228,7 +220,7 @@ pub async fn update(
     }
     let mut meeting = before.clone();
     if let Some(title) = &req.title {
-        meeting.title = check_title(title)?;
+        meeting.title = super::check_title(title)?;
     }
     if let Some(location) = req.location {
         meeting.location = location;

@@ -191,3 +191,14 @@ pub fn check_currency(currency: &str) -> Result<(), crate::error::ApiError> {
         )))
     }
 }
+
+/// A record's title, trimmed: 1 to 200 characters.
+pub fn check_title(title: &str) -> Result<String, crate::error::ApiError> {
+    let t = title.trim();
+    if t.is_empty() || t.chars().count() > 200 {
+        return Err(crate::error::ApiError::Invalid(
+            "title has 1 to 200 characters".into(),
+        ));
+    }
+    Ok(t.to_owned())
+}
