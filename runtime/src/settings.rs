@@ -35,6 +35,15 @@ pub struct Settings {
     pub llm_base_url: Option<String>,
     pub llm_api_key: Option<SecretString>,
     pub llm_model: Option<String>,
+    /// Per attempt of a model call (`LLM_TIMEOUT_SECS`, 60).
+    pub llm_timeout: std::time::Duration,
+    /// The model's context window, when its name does not tell (`LLM_CONTEXT_WINDOW`).
+    pub llm_context_window: Option<u32>,
+    /// Prices per model over the built-in list (`LLM_PRICES`, `model=in/out,…` in dollars per
+    /// million tokens).
+    pub llm_prices: Option<String>,
+    /// The embedded model's GGUF (`WASIT_LOCAL_MODEL`); default `<data dir>/models/…`.
+    pub local_model: Option<PathBuf>,
     pub whatsapp_app_secret: Option<SecretString>,
     pub whatsapp_verify_token: Option<SecretString>,
     pub whatsapp_graph_url: String,
@@ -123,6 +132,23 @@ impl Settings {
             llm_base_url: url("LLM_BASE_URL")?,
             llm_api_key: secret("LLM_API_KEY"),
             llm_model: get("LLM_MODEL"),
+            llm_timeout: std::time::Duration::from_secs(number("LLM_TIMEOUT_SECS", 60)?.max(1)),
+            llm_context_window: match get("LLM_CONTEXT_WINDOW") {
+                None => None,
+                Some(_) => Some(
+                    u32::try_from(number("LLM_CONTEXT_WINDOW", 0)?)
+                        .ok()
+                        .filter(|w| *w >= 256)
+                        .ok_or_else(|| {
+                            Error::Config(
+                                "LLM_CONTEXT_WINDOW must be a token count between 256 and 4294967295"
+                                    .to_owned(),
+                            )
+                        })?,
+                ),
+            },
+            llm_prices: get("LLM_PRICES"),
+            local_model: get("WASIT_LOCAL_MODEL").map(PathBuf::from),
             whatsapp_app_secret: secret("WHATSAPP_APP_SECRET"),
             whatsapp_verify_token: secret("WHATSAPP_VERIFY_TOKEN"),
             whatsapp_graph_url: url("WHATSAPP_GRAPH_URL")?
