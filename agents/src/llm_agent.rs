@@ -8,9 +8,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use runtime::llm::{ChatMessage, ChatRequest, LlmClient, LlmError, ToolSpec};
+use runtime::llm::tokens::{self, REPLY_PRIMING, TokenCounter};
+use runtime::llm::{ChatMessage, ChatRequest, Llm, LlmError, ToolChoice, ToolSpec};
 use runtime::turn::{
-    Speaker, TurnAction, TurnAudit, TurnEngine, TurnError, TurnInput, TurnOutcome,
+    Language, Speaker, SummaryUpdate, TurnAction, TurnAudit, TurnEngine, TurnError, TurnInput,
+    TurnOutcome, contact_language,
 };
 use serde_json::{Value, json};
 
@@ -18,6 +20,9 @@ use crate::prompt::{Prompt, PromptSet};
 
 /// Tool-call rounds per turn before the agent must answer.
 pub const MAX_TOOL_ROUNDS: usize = 4;
+/// Output budget of a rolling-summary call, and the longest summary kept.
+pub const SUMMARY_MAX_TOKENS: u32 = 200;
+const SUMMARY_MAX_CHARS: usize = 4000;
 
 /// Tools implemented so far; a prompt may list more, but only these are offered to the model.
 const IMPLEMENTED_TOOLS: &[&str] = &["escalate", "handoff"];
@@ -27,7 +32,8 @@ const IMPLEMENTED_TOOLS: &[&str] = &["escalate", "handoff"];
 pub struct LlmAgent {
     kind: String,
     prompts: Arc<PromptSet>,
-    llm: Option<LlmClient>,
+    /// The model, or why there is none (the turn waits, `NotReady`).
+    llm: Result<Llm, String>,
 }
 
 impl std::fmt::Debug for LlmAgent {
@@ -39,7 +45,7 @@ impl std::fmt::Debug for LlmAgent {
 }
 
 impl LlmAgent {
-    pub fn new(kind: &str, prompts: Arc<PromptSet>, llm: Option<LlmClient>) -> Self {
+    pub fn new(kind: &str, prompts: Arc<PromptSet>, llm: Result<Llm, String>) -> Self {
         Self {
             kind: kind.to_owned(),
             prompts,
@@ -58,6 +64,70 @@ impl TurnEngine for LlmAgent {
     }
 }
 
+fn turn_error(e: LlmError) -> TurnError {
+    match e {
+        LlmError::Rejected(m) => TurnError::Permanent(m),
+        LlmError::NotConfigured(m) => TurnError::NotReady(m),
+        other => TurnError::Temporary(other.to_string()),
+    }
+}
+
+/// A cap the tenant has reached, for the notification and the audit.
+fn budget_reached(input: &TurnInput) -> Option<(&'static str, String)> {
+    let l = &input.llm;
+    let s = &l.settings;
+    let dollars = |micros: i64| micros as f64 / 1e6;
+    if let Some(cap) = s.daily_tokens.filter(|cap| l.today_tokens >= *cap) {
+        return Some(("day", format!("the daily cap of {cap} tokens")));
+    }
+    if let Some(cap) = s.monthly_tokens.filter(|cap| l.month_tokens >= *cap) {
+        return Some(("month", format!("the monthly cap of {cap} tokens")));
+    }
+    if let Some(cap) = s
+        .daily_cost_usd
+        .filter(|cap| dollars(l.today_cost_micros) >= *cap)
+    {
+        return Some(("day", format!("the daily cap of ${cap:.2}")));
+    }
+    if let Some(cap) = s
+        .monthly_cost_usd
+        .filter(|cap| dollars(l.month_cost_micros) >= *cap)
+    {
+        return Some(("month", format!("the monthly cap of ${cap:.2}")));
+    }
+    None
+}
+
+/// What the contact hears when the tenant's model budget is spent.
+pub fn budget_message(language: Language) -> &'static str {
+    match language {
+        Language::Arabic => "شكرًا لتواصلك معنا! سيتابع معك أحد زملائنا شخصيًا في أقرب وقت.",
+        Language::English => {
+            "Thank you for your message! A colleague will personally follow up with you shortly."
+        }
+    }
+}
+
+/// Tokens of a stored message: its stored count when the encoding matches, else counted now
+/// (and recorded in `counted`, so the count is stored and never made again).
+fn tokens_of(
+    counter: &dyn TokenCounter,
+    id: runtime::MessageId,
+    text: &str,
+    stored: Option<&(u32, String)>,
+    counted: &mut Vec<(runtime::MessageId, u32)>,
+) -> u32 {
+    let count = match stored {
+        Some((n, encoding)) if encoding == counter.encoding() => *n,
+        _ => {
+            let n = counter.count(text);
+            counted.push((id, n));
+            n
+        }
+    };
+    count + tokens::MESSAGE_OVERHEAD
+}
+
 impl LlmAgent {
     async fn turn(&self, input: TurnInput) -> Result<TurnOutcome, TurnError> {
         let started = Instant::now();
@@ -67,13 +137,48 @@ impl LlmAgent {
             .ok_or_else(|| {
                 TurnError::Permanent(format!("no prompt file for agent {:?}", input.agent))
             })?;
-        let llm = self
-            .llm
-            .as_ref()
-            .ok_or_else(|| TurnError::NotReady(LlmError::NotConfigured.to_string()))?;
-        let system = prompt
-            .render(&json!({"tenant": input.tenant, "contact": input.contact, "history": input.history, "agent": input.agent}))
-            .map_err(|e| TurnError::Permanent(e.to_string()))?;
+        let llm = self.llm.as_ref().map_err(|e| TurnError::NotReady(e.clone()))?;
+        let model = llm.model_for(
+            &input.llm.settings,
+            &input.agent,
+            prompt.front.model.as_deref(),
+        );
+        let mut audit = TurnAudit {
+            agent: input.agent.clone(),
+            prompt_version: prompt.version.clone(),
+            model: model.clone(),
+            ..TurnAudit::default()
+        };
+
+        // At the tenant's cap: no model call; a human takes over and the admins hear of it once.
+        if let Some((period, cap)) = budget_reached(&input) {
+            tracing::warn!(tenant = %input.tenant.slug, cap, "LLM budget reached: handing the conversation to a human");
+            audit.tool_calls = json!([{"fallback": "llm_budget_reached", "cap": cap}]);
+            let today = runtime::turn::utc_today();
+            let key = if period == "day" {
+                format!("llm_budget:{today}")
+            } else {
+                format!("llm_budget:{}", &today[..7])
+            };
+            return Ok(TurnOutcome {
+                replies: vec![budget_message(contact_language(&input)).to_owned()],
+                actions: vec![
+                    TurnAction::Escalate {
+                        reason: format!("the tenant reached {cap} for the language model"),
+                    },
+                    TurnAction::NotifyAdmins {
+                        key,
+                        kind: "llm_budget_reached".into(),
+                        title: "LLM budget reached".into(),
+                        body: format!(
+                            "Agents stopped calling the model: the tenant reached {cap}. Conversations are handed to reps until the cap is raised or the period ends."
+                        ),
+                    },
+                ],
+                audit,
+                ..TurnOutcome::default()
+            });
+        }
 
         let mut actions = Vec::new();
         // Escalation keywords from the prompt file, matched Arabic-aware.
@@ -87,8 +192,79 @@ impl LlmAgent {
             });
         }
 
-        let mut messages: Vec<ChatMessage> = input
+        let mut system = prompt
+            .render(&json!({"tenant": input.tenant, "contact": input.contact, "history": input.history, "agent": input.agent}))
+            .map_err(|e| TurnError::Permanent(e.to_string()))?;
+        let tools = self.tools(&prompt);
+
+        // The context budget: system prompt, tools, summary and the new messages are fixed; the
+        // history keeps its newest messages that fit, and what falls out joins the summary.
+        let counter = llm.counter(&model);
+        let window = llm.context_window(&model);
+        let mut counted = Vec::new();
+        let fixed_without_summary = counter.count(&system)
+            + tokens::MESSAGE_OVERHEAD
+            + tokens::tools_tokens(counter.as_ref(), &tools)
+            + REPLY_PRIMING
+            + input
+                .new_messages
+                .iter()
+                .map(|m| {
+                    tokens_of(
+                        counter.as_ref(),
+                        m.id,
+                        &m.text,
+                        m.tokens.as_ref(),
+                        &mut counted,
+                    )
+                })
+                .sum::<u32>();
+        let history_tokens: Vec<u32> = input
             .history
+            .iter()
+            .map(|h| tokens_of(counter.as_ref(), h.id, &h.text, h.tokens.as_ref(), &mut counted))
+            .collect();
+        let summary_tokens =
+            |s: &Option<String>| s.as_deref().map_or(0, |s| counter.count(s) + 8);
+        let output = prompt.front.max_output_tokens;
+        let mut summary = input.summary.clone();
+        let mut fit = tokens::fit(
+            window,
+            output,
+            fixed_without_summary + summary_tokens(&summary),
+            &history_tokens,
+        );
+        let mut summary_update = None;
+        if fit.keep_from > 0 {
+            let dropped = &input.history[..fit.keep_from];
+            let text = self
+                .summarise(llm, &model, summary.as_deref(), dropped, &mut audit)
+                .await;
+            summary = Some(text.clone());
+            summary_update = Some(SummaryUpdate {
+                text,
+                through_seq: dropped.last().map_or(0, |h| h.seq),
+            });
+            // The new summary may be longer than the old one: fit again with it.
+            fit = tokens::fit(
+                window,
+                output,
+                fixed_without_summary + summary_tokens(&summary),
+                &history_tokens,
+            );
+        }
+        if fit.overflow {
+            return Err(TurnError::Permanent(format!(
+                "the prompt, tools and new messages ({} tokens) do not fit the {window}-token window of {model} with {output} tokens of output",
+                fit.prompt_tokens
+            )));
+        }
+        if let Some(s) = &summary {
+            system.push_str("\n\nSummary of the earlier conversation:\n");
+            system.push_str(s);
+        }
+
+        let mut messages: Vec<ChatMessage> = input.history[fit.keep_from..]
             .iter()
             .map(|h| match h.role {
                 Speaker::Contact => ChatMessage::User(h.text.clone()),
@@ -104,18 +280,12 @@ impl LlmAgent {
                 .iter()
                 .map(|m| ChatMessage::User(m.text.clone())),
         );
-        let tools = self.tools(&prompt);
 
-        let mut audit = TurnAudit {
-            agent: input.agent.clone(),
-            prompt_version: prompt.version.clone(),
-            model: llm.model().to_owned(),
-            ..TurnAudit::default()
-        };
         let mut calls_log = Vec::new();
         let mut reply = None;
         for round in 0..=MAX_TOOL_ROUNDS {
             let request = ChatRequest {
+                model: Some(model.clone()),
                 system: system.clone(),
                 messages: messages.clone(),
                 // The last round offers no tools: the model has to answer.
@@ -124,16 +294,12 @@ impl LlmAgent {
                 } else {
                     Vec::new()
                 },
+                tool_choice: ToolChoice::Auto,
                 temperature: prompt.front.temperature,
-                max_output_tokens: prompt.front.max_output_tokens,
+                max_output_tokens: output,
             };
-            let response = llm.chat(&request).await.map_err(|e| match e {
-                LlmError::Rejected(m) => TurnError::Permanent(m),
-                other => TurnError::Temporary(other.to_string()),
-            })?;
-            audit.tokens_in += response.tokens_in;
-            audit.tokens_out += response.tokens_out;
-            audit.model = response.model.clone();
+            let response = llm.chat(&request).await.map_err(turn_error)?;
+            self.count_call(llm, &mut audit, &response);
             if response.tool_calls.is_empty() {
                 reply = response.text.filter(|t| !t.trim().is_empty());
                 break;
@@ -161,7 +327,80 @@ impl LlmAgent {
             replies: reply.into_iter().collect(),
             actions,
             audit,
+            token_counts: counted,
+            token_encoding: counter.encoding().to_owned(),
+            summary: summary_update,
         })
+    }
+
+    fn count_call(&self, llm: &Llm, audit: &mut TurnAudit, response: &runtime::llm::ChatResponse) {
+        audit.calls += 1;
+        audit.tokens_in += response.tokens_in;
+        audit.tokens_out += response.tokens_out;
+        if !response.model.is_empty() {
+            audit.model = response.model.clone();
+        }
+        audit.cost_micros += llm
+            .price(&audit.model)
+            .cost_micros(response.tokens_in, response.tokens_out);
+    }
+
+    /// Folds `dropped` (history leaving the window) into the rolling summary with one model call;
+    /// if the call fails, the summary keeps the dropped messages' opening words instead, so the
+    /// turn goes on.
+    async fn summarise(
+        &self,
+        llm: &Llm,
+        model: &str,
+        previous: Option<&str>,
+        dropped: &[runtime::turn::HistoryItem],
+        audit: &mut TurnAudit,
+    ) -> String {
+        let transcript: String = dropped
+            .iter()
+            .map(|h| {
+                let who = match h.role {
+                    Speaker::Contact => "Contact",
+                    Speaker::Agent => "Agent",
+                };
+                format!("{who}: {}\n", h.text)
+            })
+            .collect();
+        let request = ChatRequest {
+            model: Some(model.to_owned()),
+            system: "You keep the running summary of a sales conversation. Write a short summary (at most 120 words), in the conversation's language, of the previous summary and the new messages: who the contact is, what they want, prices and dates mentioned, promises made. No preamble.".into(),
+            messages: vec![ChatMessage::User(format!(
+                "Previous summary:\n{}\n\nNew messages:\n{transcript}",
+                previous.unwrap_or("(none)")
+            ))],
+            tools: Vec::new(),
+            tool_choice: ToolChoice::None,
+            temperature: 0.0,
+            max_output_tokens: SUMMARY_MAX_TOKENS,
+        };
+        let summary = match llm.chat(&request).await {
+            Ok(response) => {
+                self.count_call(llm, audit, &response);
+                response.text.filter(|t| !t.trim().is_empty())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "summarising trimmed history failed; keeping an extract instead");
+                None
+            }
+        };
+        let text = summary.unwrap_or_else(|| {
+            let mut extract = previous.map(|p| format!("{p}\n")).unwrap_or_default();
+            for line in transcript.lines() {
+                extract.extend(line.chars().take(120));
+                extract.push('\n');
+            }
+            extract
+        });
+        // Keep the newest part when it grows too long.
+        let chars: Vec<char> = text.trim().chars().collect();
+        chars[chars.len().saturating_sub(SUMMARY_MAX_CHARS)..]
+            .iter()
+            .collect()
     }
 
     fn tools(&self, prompt: &Prompt) -> Vec<ToolSpec> {

@@ -64,6 +64,9 @@ pub struct FrontMatter {
     pub tools: Vec<String>,
     #[serde(default)]
     pub escalation: Escalation,
+    /// The model for this agent, unless the tenant chooses one (`tenants.settings.llm`).
+    #[serde(default)]
+    pub model: Option<String>,
 }
 
 fn default_temperature() -> f32 {

@@ -354,7 +354,7 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
         }
         // The runtime gets a pool of its own: a busy runtime never delays a webhook's answer.
         let runtime_pool = db.app_pool(runtime::db::runtime_pool_size());
-        let parts = crate::wiring::runtime_parts(settings, runtime_pool)?;
+        let parts = crate::wiring::runtime_parts(settings, runtime_pool).await?;
         let runtime = std::sync::Arc::new(
             runtime::actors::Runtime::start(parts).await.context("cannot start the conversation runtime")?,
         );

@@ -16,7 +16,10 @@ pub const AGENT_KINDS: &[&str] = &["sales"];
 
 /// Everything `runtime::actors::Runtime::start` needs, from settings; adjust `config` before
 /// starting if needed.
-pub fn runtime_parts(settings: &Settings, pool: sqlx::PgPool) -> anyhow::Result<RuntimeParts> {
+pub async fn runtime_parts(
+    settings: &Settings,
+    pool: sqlx::PgPool,
+) -> anyhow::Result<RuntimeParts> {
     let prompts = agents::prompt::PromptSet::load_dir(&settings.prompts_dir).map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
         anyhow::anyhow!(
@@ -34,12 +37,17 @@ pub fn runtime_parts(settings: &Settings, pool: sqlx::PgPool) -> anyhow::Result<
             )
         })?;
     }
-    let llm = runtime::llm::LlmClient::from_settings(settings);
-    if llm.is_none() {
-        tracing::warn!(
-            "LLM_BASE_URL is unset: turns wait (and are retried) until an LLM is configured"
-        );
-    }
+    let llm = match runtime::llm::Llm::from_settings(settings).await {
+        Ok(llm) => {
+            let provider = llm.provider();
+            tracing::info!(model = llm.default_model(), "language model: {}", provider.describe());
+            Ok(llm)
+        }
+        Err(e) => {
+            tracing::warn!("{e}: turns wait (and are taken up again at the next start) until a model is available");
+            Err(e.to_string())
+        }
+    };
     let engines: Vec<(String, Arc<dyn TurnEngine>)> = AGENT_KINDS
         .iter()
         .map(|kind| {

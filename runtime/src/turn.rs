@@ -15,8 +15,9 @@ use crate::error::{Error, Result};
 use crate::ids::{ContactId, ConversationId, MessageId, TenantId};
 use crate::outbox::{ChannelAccount, Claimed};
 
-/// How many earlier messages a turn shows the agent.
-pub const HISTORY_LIMIT: i64 = 30;
+/// How many earlier messages (since the rolling summary) a turn loads; the agent then keeps the
+/// newest that fit the model's window ([`crate::llm::tokens::fit`]).
+pub const HISTORY_LIMIT: i64 = 200;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TenantInfo {
@@ -42,8 +43,15 @@ pub enum Speaker {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct HistoryItem {
+    #[serde(skip)]
+    pub id: MessageId,
+    #[serde(skip)]
+    pub seq: i64,
     pub role: Speaker,
     pub text: String,
+    /// The stored token count and the encoding it was counted with.
+    #[serde(skip)]
+    pub tokens: Option<(u32, String)>,
 }
 
 /// A message the turn answers.
@@ -53,6 +61,18 @@ pub struct TurnMessage {
     pub seq: i64,
     pub kind: String,
     pub text: String,
+    #[serde(skip)]
+    pub tokens: Option<(u32, String)>,
+}
+
+/// The tenant's model settings and what it has used today and this month (UTC).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TenantLlm {
+    pub settings: crate::llm::TenantLlmSettings,
+    pub today_tokens: i64,
+    pub month_tokens: i64,
+    pub today_cost_micros: i64,
+    pub month_cost_micros: i64,
 }
 
 /// Everything an agent needs for one turn. The tenant and contact come from here, never from
@@ -67,6 +87,10 @@ pub struct TurnInput {
     pub history: Vec<HistoryItem>,
     /// The unprocessed inbound messages, in arrival order.
     pub new_messages: Vec<TurnMessage>,
+    /// The rolling summary of history older than `history`.
+    pub summary: Option<String>,
+    #[serde(skip)]
+    pub llm: TenantLlm,
 }
 
 /// State changes a turn asks for, applied in the turn's transaction.
@@ -77,6 +101,13 @@ pub enum TurnAction {
     Escalate { reason: String },
     /// Another agent takes the next turns.
     Handoff { to_agent: String, reason: String },
+    /// Tells the tenant's admins, once per `key` (e.g. a budget reached today).
+    NotifyAdmins {
+        key: String,
+        kind: String,
+        title: String,
+        body: String,
+    },
 }
 
 /// The audit of one turn, as stored in `ai_conversations`.
@@ -87,6 +118,9 @@ pub struct TurnAudit {
     pub model: String,
     pub tokens_in: u32,
     pub tokens_out: u32,
+    /// Model calls the turn made, and their cost in millionths of a dollar.
+    pub calls: u32,
+    pub cost_micros: i64,
     pub latency_ms: u32,
     /// Each tool call with its arguments and result.
     pub tool_calls: Value,
@@ -98,6 +132,18 @@ pub struct TurnOutcome {
     pub replies: Vec<String>,
     pub actions: Vec<TurnAction>,
     pub audit: TurnAudit,
+    /// Token counts of messages counted in this turn, stored so no later turn counts them again.
+    pub token_counts: Vec<(MessageId, u32)>,
+    /// The encoding of `token_counts`.
+    pub token_encoding: String,
+    /// A new rolling summary: it covers every message up to `through_seq`.
+    pub summary: Option<SummaryUpdate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SummaryUpdate {
+    pub text: String,
+    pub through_seq: i64,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -123,6 +169,70 @@ pub trait TurnEngine: Send + Sync + 'static {
     ) -> Pin<Box<dyn Future<Output = std::result::Result<TurnOutcome, TurnError>> + Send>>;
 }
 
+/// Today's date in UTC, `YYYY-MM-DD`: the day usage is counted in.
+pub fn utc_today() -> String {
+    let d = time::OffsetDateTime::now_utc().date();
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+/// The language a contact writes in, for the runtime's own messages (apologies, budget notes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Language {
+    Arabic,
+    English,
+}
+
+/// Arabic when the contact's new messages contain Arabic letters, or contain no Latin letters and
+/// the contact's locale is Arabic; English otherwise.
+pub fn contact_language(input: &TurnInput) -> Language {
+    let arabic = |c: char| {
+        matches!(c, '\u{0600}'..='\u{06FF}' | '\u{0750}'..='\u{077F}' | '\u{FB50}'..='\u{FDFF}' | '\u{FE70}'..='\u{FEFF}')
+    };
+    let texts = || input.new_messages.iter().map(|m| m.text.as_str());
+    let locale_ar = input
+        .contact
+        .locale
+        .as_deref()
+        .is_some_and(|l| l.to_ascii_lowercase().starts_with("ar"));
+    if texts().any(|t| t.chars().any(arabic))
+        || (locale_ar && !texts().any(|t| t.chars().any(|c| c.is_ascii_alphabetic())))
+    {
+        Language::Arabic
+    } else {
+        Language::English
+    }
+}
+
+/// The apology sent when the model stayed unavailable past every retry.
+pub fn apology(language: Language) -> &'static str {
+    match language {
+        Language::Arabic => {
+            "نعتذر منك، نواجه مشكلة تقنية مؤقتة. سيتواصل معك أحد زملائنا قريبًا."
+        }
+        Language::English => {
+            "We are sorry: we have a temporary technical problem. A colleague will get back to you shortly."
+        }
+    }
+}
+
+/// The outcome of a turn whose model calls kept failing: an apology in the contact's language
+/// and the conversation handed to a human, so the messages are answered, not lost or dropped.
+pub fn unavailable_outcome(input: &TurnInput, reason: &str) -> TurnOutcome {
+    TurnOutcome {
+        replies: vec![apology(contact_language(input)).to_owned()],
+        actions: vec![TurnAction::Escalate {
+            reason: format!("the language model stayed unavailable after every retry: {reason}"),
+        }],
+        audit: TurnAudit {
+            agent: input.agent.clone(),
+            model: "none".into(),
+            tool_calls: json!([{"fallback": "model_unavailable", "error": reason}]),
+            ..TurnAudit::default()
+        },
+        ..TurnOutcome::default()
+    }
+}
+
 /// Why a turn had nothing to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Skip {
@@ -145,19 +255,29 @@ pub async fn load_input(
     // the first of them.
     let row: Option<InputRow> = sqlx::query_as(
         "WITH new AS (
-             SELECT id, seq, kind, body FROM messages
+             SELECT id, seq, kind, body, token_count, token_encoding FROM messages
              WHERE tenant_id = wasit_current_tenant() AND conversation_id = $1
                AND direction = 'inbound' AND processed_at IS NULL)
          SELECT t.slug, t.name, c.id AS contact_id, c.display_name, c.locale, v.active_agent,
                 v.owner_user_id IS NOT NULL OR v.status = 'escalated' AS human,
-                (SELECT coalesce(jsonb_agg(jsonb_build_array(n.id, n.seq, n.kind, n.body) ORDER BY n.seq), '[]')
+                v.summary, t.settings -> 'llm' AS llm_settings,
+                (SELECT coalesce(jsonb_agg(jsonb_build_array(n.id, n.seq, n.kind, n.body, n.token_count, n.token_encoding) ORDER BY n.seq), '[]')
                    FROM new n) AS new_messages,
-                (SELECT coalesce(jsonb_agg(jsonb_build_array(h.direction, h.body, h.kind) ORDER BY h.seq), '[]')
-                   FROM (SELECT seq, direction, body, kind FROM messages
+                (SELECT coalesce(jsonb_agg(jsonb_build_array(h.direction, h.body, h.kind, h.id, h.seq, h.token_count, h.token_encoding) ORDER BY h.seq), '[]')
+                   FROM (SELECT id, seq, direction, body, kind, token_count, token_encoding FROM messages
                          WHERE tenant_id = wasit_current_tenant() AND conversation_id = $1
                            AND seq < (SELECT coalesce(min(seq), 0) FROM new)
+                           AND seq > coalesce(v.summary_through_seq, 0)
                            AND (direction = 'outbound' OR processed_at IS NOT NULL)
-                         ORDER BY seq DESC LIMIT $2) h) AS history
+                         ORDER BY seq DESC LIMIT $2) h) AS history,
+                (SELECT jsonb_build_array(
+                            coalesce(sum(u.tokens_in + u.tokens_out) FILTER (WHERE u.day = d.today), 0),
+                            coalesce(sum(u.tokens_in + u.tokens_out), 0),
+                            coalesce(sum(u.cost_micros) FILTER (WHERE u.day = d.today), 0),
+                            coalesce(sum(u.cost_micros), 0))
+                   FROM (SELECT (now() AT TIME ZONE 'UTC')::date AS today) d
+                   LEFT JOIN llm_usage u ON u.tenant_id = wasit_current_tenant()
+                        AND u.day >= date_trunc('month', d.today)::date AND u.day <= d.today) AS usage
          FROM conversations v
          JOIN contacts c ON c.tenant_id = v.tenant_id AND c.id = v.contact_id
          JOIN tenants t ON t.id = v.tenant_id
@@ -191,6 +311,15 @@ pub async fn load_input(
         return Ok(Err(Skip::NothingNew));
     }
     let sqlx::types::Json(history) = row.history;
+    let settings = match row.llm_settings {
+        None => crate::llm::TenantLlmSettings::default(),
+        Some(sqlx::types::Json(v)) => serde_json::from_value(v).unwrap_or_else(|e| {
+            tracing::warn!(tenant = %row.slug, error = %e, "the tenant's llm settings are invalid; using the defaults");
+            crate::llm::TenantLlmSettings::default()
+        }),
+    };
+    let sqlx::types::Json((today_tokens, month_tokens, today_cost_micros, month_cost_micros)) =
+        row.usage;
     Ok(Ok(TurnInput {
         tenant: TenantInfo {
             id: tenant,
@@ -206,24 +335,38 @@ pub async fn load_input(
         agent: row.active_agent,
         history: history
             .into_iter()
-            .map(|(direction, body, kind)| HistoryItem {
-                role: if direction == "inbound" {
-                    Speaker::Contact
-                } else {
-                    Speaker::Agent
+            .map(
+                |(direction, body, kind, id, seq, count, encoding)| HistoryItem {
+                    id,
+                    seq,
+                    role: if direction == "inbound" {
+                        Speaker::Contact
+                    } else {
+                        Speaker::Agent
+                    },
+                    text: body.unwrap_or_else(|| format!("[{kind}]")),
+                    tokens: stored_count(count, encoding),
                 },
-                text: body.unwrap_or_else(|| format!("[{kind}]")),
-            })
+            )
             .collect(),
         new_messages: new_rows
             .into_iter()
-            .map(|(id, seq, kind, body)| TurnMessage {
+            .map(|(id, seq, kind, body, count, encoding)| TurnMessage {
                 id,
                 seq,
                 text: body.unwrap_or_else(|| format!("[{kind}]")),
                 kind,
+                tokens: stored_count(count, encoding),
             })
             .collect(),
+        summary: row.summary,
+        llm: TenantLlm {
+            settings,
+            today_tokens,
+            month_tokens,
+            today_cost_micros,
+            month_cost_micros,
+        },
     }))
 }
 
@@ -240,12 +383,35 @@ struct InputRow {
     new_messages: sqlx::types::Json<Vec<NewRow>>,
     /// Each earlier message, oldest first.
     history: sqlx::types::Json<Vec<HistoryRow>>,
+    summary: Option<String>,
+    llm_settings: Option<sqlx::types::Json<Value>>,
+    /// `[tokens today, tokens this month, cost today, cost this month]`
+    usage: sqlx::types::Json<(i64, i64, i64, i64)>,
 }
 
-/// `[id, seq, kind, body]`
-type NewRow = (MessageId, i64, String, Option<String>);
-/// `[direction, body, kind]`
-type HistoryRow = (String, Option<String>, String);
+/// `[id, seq, kind, body, token_count, token_encoding]`
+type NewRow = (
+    MessageId,
+    i64,
+    String,
+    Option<String>,
+    Option<u32>,
+    Option<String>,
+);
+/// `[direction, body, kind, id, seq, token_count, token_encoding]`
+type HistoryRow = (
+    String,
+    Option<String>,
+    String,
+    MessageId,
+    i64,
+    Option<u32>,
+    Option<String>,
+);
+
+fn stored_count(count: Option<u32>, encoding: Option<String>) -> Option<(u32, String)> {
+    count.zip(encoding)
+}
 
 /// What [`apply`] committed.
 #[derive(Debug, Clone, Default)]
@@ -386,6 +552,21 @@ pub async fn apply(
                     .execute(&mut *tx)
                     .await?;
             }
+            TurnAction::NotifyAdmins {
+                key,
+                kind,
+                title,
+                body,
+            } => {
+                sqlx::query("SELECT wasit_notify_admins_once($1, $2, $3, $4, $5)")
+                    .bind(key)
+                    .bind(kind)
+                    .bind(title)
+                    .bind(body)
+                    .bind(json!({"conversation_id": input.conversation}))
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
     }
     // The fast path: when nothing earlier of this conversation is waiting to be sent, the rows
@@ -407,7 +588,22 @@ pub async fn apply(
          audit AS (
              INSERT INTO ai_conversations (tenant_id, conversation_id, turn_seq, agent, prompt_version, model,
                                            tokens_in, tokens_out, latency_ms, tool_calls, outcome)
-             VALUES (wasit_current_tenant(), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10))
+             VALUES (wasit_current_tenant(), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10)),
+         counted AS (
+             UPDATE messages m SET token_count = c.n, token_encoding = $19
+             FROM unnest($18::uuid[], $20::int[]) AS c(id, n)
+             WHERE m.tenant_id = wasit_current_tenant() AND m.id = c.id),
+         usage AS (
+             INSERT INTO llm_usage AS u (tenant_id, day, agent, model, calls, tokens_in, tokens_out, cost_micros)
+             SELECT wasit_current_tenant(), (now() AT TIME ZONE 'UTC')::date, $3, $5, $21, $6, $7, $22
+             WHERE $21 > 0
+             ON CONFLICT (tenant_id, day, agent, model) DO UPDATE
+                 SET calls = u.calls + excluded.calls, tokens_in = u.tokens_in + excluded.tokens_in,
+                     tokens_out = u.tokens_out + excluded.tokens_out,
+                     cost_micros = u.cost_micros + excluded.cost_micros),
+         summarised AS (
+             UPDATE conversations SET summary = $23, summary_through_seq = $24
+             WHERE tenant_id = wasit_current_tenant() AND id = $1 AND $24::bigint IS NOT NULL)
          INSERT INTO outbox (tenant_id, message_id, channel, idempotency_key, payload,
                              conversation_id, turn_seq, part, attempts, next_attempt_at)
          SELECT wasit_current_tenant(), m.id, $16, p.key, p.payload, $1, $2, p.number,
@@ -440,6 +636,19 @@ pub async fn apply(
     .bind(parts.iter().map(|p| &p.payload).collect::<Vec<_>>())
     .bind(&channel)
     .bind(lease.map(|l| l.as_secs_f64()))
+    .bind(outcome.token_counts.iter().map(|(id, _)| id.0).collect::<Vec<_>>())
+    .bind(&outcome.token_encoding)
+    .bind(
+        outcome
+            .token_counts
+            .iter()
+            .map(|(_, n)| i32::try_from(*n).unwrap_or(i32::MAX))
+            .collect::<Vec<_>>(),
+    )
+    .bind(i64::from(a.calls))
+    .bind(a.cost_micros)
+    .bind(outcome.summary.as_ref().map(|s| s.text.as_str()))
+    .bind(outcome.summary.as_ref().map(|s| s.through_seq))
     .fetch_all(&mut *tx)
     .await?;
     let queued = lease.is_none() && !inserted.is_empty();

@@ -1,7 +1,10 @@
-//! An OpenAI-compatible chat-completions stand-in: `POST /v1/chat/completions`. Records every
-//! request and answers in OpenAI's wire format: text, tool calls, or an HTTP error, optionally
-//! after a delay, as the test's responder decides. The default responder answers instantly with
-//! the last user message prefixed by `رد: `.
+//! An OpenAI-compatible stand-in: `POST /v1/chat/completions` and `POST /v1/embeddings`.
+//! Records every request (and when it arrived) and answers in OpenAI's wire format: text, tool
+//! calls, an HTTP error (with `Retry-After` when scripted), optionally after a delay, as the test's
+//! responder decides; as server-sent events when the request asks for `stream: true` (text in
+//! small pieces that split multi-byte characters' neighbours, tool-call arguments in parts, a
+//! usage chunk, then `[DONE]`). The default responder answers instantly with the last user
+//! message prefixed by `رد: `.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +28,8 @@ pub enum Reply {
     Error(u16),
     /// The inner reply, after a pause (to test timeouts and superseded generations).
     Delayed(Duration, Box<Reply>),
+    /// 429 with this `Retry-After` header value.
+    RateLimited(String),
 }
 
 pub type Responder = Arc<dyn Fn(&Value) -> Reply + Send + Sync>;
@@ -32,6 +37,7 @@ pub type Responder = Arc<dyn Fn(&Value) -> Reply + Send + Sync>;
 #[derive(Clone)]
 struct Shared {
     requests: Arc<StdMutex<Vec<Value>>>,
+    arrivals: Arc<StdMutex<Vec<std::time::Instant>>>,
     responder: Arc<StdMutex<Responder>>,
     counter: Arc<AtomicU64>,
     /// Off for load tests: requests are counted, not kept.
@@ -70,6 +76,7 @@ impl FakeLlm {
             Arc::new(|req: &Value| Reply::Text(format!("رد: {}", last_user_text(req))));
         let shared = Shared {
             requests: Arc::default(),
+            arrivals: Arc::default(),
             responder: Arc::new(StdMutex::new(default)),
             counter: Arc::default(),
             recording: Arc::new(std::sync::atomic::AtomicBool::new(true)),
@@ -77,6 +84,7 @@ impl FakeLlm {
         let router = Router::new()
             .route("/v1/chat/completions", post(complete))
             .route("/chat/completions", post(complete))
+            .route("/v1/embeddings", post(embeddings))
             .with_state(shared.clone());
         let addr = super::serve(router).await;
         Self { addr, shared }
@@ -105,9 +113,64 @@ impl FakeLlm {
     pub fn requests(&self) -> Vec<Value> {
         self.shared.requests.lock().unwrap().clone()
     }
+
+    /// When each request arrived, in order.
+    pub fn arrivals(&self) -> Vec<std::time::Instant> {
+        self.shared.arrivals.lock().unwrap().clone()
+    }
+}
+
+/// A deterministic 8-dimensional embedding of `text` (its bytes folded), for tests.
+pub fn fake_embedding(text: &str) -> Vec<f32> {
+    let mut v = [0f32; 8];
+    for (i, b) in text.bytes().enumerate() {
+        v[i % 8] += f32::from(b) / 255.0;
+    }
+    v.to_vec()
+}
+
+async fn embeddings(State(shared): State<Shared>, Json(request): Json<Value>) -> Response {
+    shared.arrivals.lock().unwrap().push(std::time::Instant::now());
+    if shared.recording.load(Ordering::SeqCst) {
+        shared.requests.lock().unwrap().push(request.clone());
+    }
+    let inputs: Vec<String> = match &request["input"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+        _ => Vec::new(),
+    };
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| json!({"object": "embedding", "index": i, "embedding": fake_embedding(t)}))
+        .collect();
+    let tokens: usize = inputs.iter().map(|t| t.len() / 4 + 1).sum();
+    Json(json!({"object": "list", "model": request["model"], "data": data,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}))
+    .into_response()
+}
+
+/// Splits `text` into pieces of about three characters (never inside a character).
+fn pieces(text: &str) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    chars.chunks(3).map(|c| c.iter().collect()).collect()
+}
+
+fn sse(events: Vec<Value>) -> Response {
+    let mut body = String::new();
+    for e in events {
+        body.push_str(&format!("data: {e}\n\n"));
+    }
+    body.push_str("data: [DONE]\n\n");
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/event-stream")],
+        body,
+    )
+        .into_response()
 }
 
 async fn complete(State(shared): State<Shared>, Json(request): Json<Value>) -> Response {
+    shared.arrivals.lock().unwrap().push(std::time::Instant::now());
     if shared.recording.load(Ordering::SeqCst) {
         shared.requests.lock().unwrap().push(request.clone());
     }
@@ -120,7 +183,40 @@ async fn complete(State(shared): State<Shared>, Json(request): Json<Value>) -> R
     let n = shared.counter.fetch_add(1, Ordering::SeqCst);
     let model = request["model"].as_str().unwrap_or("fake-model").to_owned();
     let prompt_tokens = request.to_string().chars().count() as u64 / 4;
+    let streaming = request["stream"] == true;
+    let id = format!("chatcmpl-fake{n}");
+    let chunk = |delta: Value, finish: Option<&str>| {
+        json!({"id": id, "object": "chat.completion.chunk", "created": 1_700_000_000u64 + n,
+               "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}]})
+    };
+    let usage_chunk = |completion_tokens: u64| {
+        json!({"id": id, "object": "chat.completion.chunk", "created": 1_700_000_000u64 + n,
+               "model": model, "choices": [],
+               "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                         "total_tokens": prompt_tokens + completion_tokens}})
+    };
     let (message, finish_reason, completion_tokens) = match reply {
+        Reply::Text(text) if streaming => {
+            let tokens = text.chars().count() as u64 / 4 + 1;
+            let mut events = vec![chunk(json!({"role": "assistant", "content": ""}), None)];
+            events.extend(pieces(&text).into_iter().map(|p| chunk(json!({"content": p}), None)));
+            events.push(chunk(json!({}), Some("stop")));
+            events.push(usage_chunk(tokens));
+            return sse(events);
+        }
+        Reply::ToolCalls(calls) if streaming => {
+            let mut events = vec![chunk(json!({"role": "assistant", "content": null}), None)];
+            for (i, (name, args)) in calls.iter().enumerate() {
+                let args = args.to_string();
+                let (a, b) = args.split_at(args.floor_char_boundary(args.len() / 2));
+                events.push(chunk(json!({"tool_calls": [{"index": i, "id": format!("call_{n}_{i}"), "type": "function", "function": {"name": name, "arguments": ""}}]}), None));
+                events.push(chunk(json!({"tool_calls": [{"index": i, "function": {"arguments": a}}]}), None));
+                events.push(chunk(json!({"tool_calls": [{"index": i, "function": {"arguments": b}}]}), None));
+            }
+            events.push(chunk(json!({}), Some("tool_calls")));
+            events.push(usage_chunk(10));
+            return sse(events);
+        }
         Reply::Text(text) => {
             let tokens = text.chars().count() as u64 / 4 + 1;
             (
@@ -149,10 +245,19 @@ async fn complete(State(shared): State<Shared>, Json(request): Json<Value>) -> R
             let body = json!({"error": {"message": "scripted failure", "type": "server_error", "code": null}});
             return (status, Json(body)).into_response();
         }
+        Reply::RateLimited(retry_after) => {
+            let body = json!({"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}});
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(axum::http::header::RETRY_AFTER, retry_after)],
+                Json(body),
+            )
+                .into_response();
+        }
         Reply::Delayed(..) => unreachable!("unwrapped above"),
     };
     Json(json!({
-        "id": format!("chatcmpl-fake{n}"),
+        "id": id,
         "object": "chat.completion",
         "created": 1_700_000_000u64 + n,
         "model": model,

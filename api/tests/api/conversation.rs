@@ -611,7 +611,9 @@ async fn turns_wait_without_an_llm() {
         _ => None,
     })
     .unwrap();
-    let parts = api::wiring::runtime_parts(&settings, app.test_db.db().app.clone()).unwrap();
+    let parts = api::wiring::runtime_parts(&settings, app.test_db.db().app.clone())
+        .await
+        .unwrap();
     let runtime = Runtime::start(parts).await.unwrap();
     let sent = graph.wait_for_delivered(1, WAIT).await;
     runtime.shutdown().await;

@@ -179,7 +179,9 @@ async fn spawn(with_runtime: Option<(runtime::Settings, Adjust)>) -> TestApp {
     let mut parts_template = None;
     let mut running = None;
     if let Some((settings, adjust)) = with_runtime {
-        let mut parts = api::wiring::runtime_parts(&settings, test_db.db().app.clone()).unwrap();
+        let mut parts = api::wiring::runtime_parts(&settings, test_db.db().app.clone())
+            .await
+            .unwrap();
         adjust(&mut parts);
         let template = PartsTemplate {
             config: parts.config.clone(),

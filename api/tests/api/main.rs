@@ -13,6 +13,7 @@ mod guarantees;
 mod health;
 mod helpers;
 mod leads;
+mod llm;
 mod matrix;
 mod meetings;
 mod platform;

@@ -194,7 +194,10 @@ fn start_turn(myself: &ActorRef<ConversationMsg>, state: &mut ConversationState)
     let shared = state.shared.clone();
     let key = state.key;
     let actor = myself.clone();
-    let body = tokio::spawn(run_turn(shared, key, actor, generation));
+    // The last attempt the retries allow: if the model fails again, the contact gets an apology
+    // and a human instead of another retry.
+    let last_attempt = state.failures + 1 >= state.shared.config.max_failures;
+    let body = tokio::spawn(run_turn(shared, key, actor, generation, last_attempt));
     let abort = body.abort_handle();
     // A watcher turns a panic in the turn into a message; a cancelled turn says nothing.
     let actor = myself.clone();
@@ -220,6 +223,7 @@ async fn run_turn(
     key: ConversationKey,
     actor: ActorRef<ConversationMsg>,
     generation: u64,
+    last_attempt: bool,
 ) -> TurnResult {
     // Wait for a slot; a superseded turn is cancelled while waiting, at no cost.
     let Ok(_permit) = shared.turn_permits.acquire().await else {
@@ -232,6 +236,10 @@ async fn run_turn(
     };
     let outcome = match shared.agents.run(input.clone()).await {
         Ok(outcome) => outcome,
+        Err(AgentFailure::Turn(TurnError::Temporary(reason))) if last_attempt => {
+            tracing::error!(conversation = %key.conversation, reason, "the model stayed unavailable: apologising and escalating");
+            turn::unavailable_outcome(&input, &reason)
+        }
         Err(AgentFailure::Turn(e)) => return TurnResult::Failed(e),
         Err(AgentFailure::Crashed(e)) => return TurnResult::Crashed(e),
     };

@@ -284,11 +284,11 @@ impl Llm {
             .map_err(LlmError::NotConfigured)?;
         if settings.llm_base_url.is_some() {
             let provider = openai::OpenAiProvider::from_settings(settings)?;
-            return Ok(Self::new(
-                Arc::new(provider),
-                settings.llm_model.as_deref(),
-                prices,
-            ));
+            let llm = Self::new(Arc::new(provider), settings.llm_model.as_deref(), prices);
+            // Build the default model's encoding now (a large table), not in the first turn.
+            let counter = llm.counter(&llm.model);
+            let _ = tokio::task::spawn_blocking(move || counter.count("warm up")).await;
+            return Ok(llm);
         }
         let path = local::model_path(settings);
         let config = local::LocalConfig::from_settings(settings);
