@@ -60,3 +60,12 @@ CREATE FUNCTION wasit_notify_admins_once(p_key text, p_kind text, p_title text, 
     $$;
 REVOKE ALL ON FUNCTION wasit_notify_admins_once(text, text, text, text, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION wasit_notify_admins_once(text, text, text, text, jsonb) TO wasit_app;
+
+-- /metrics reports usage across tenants through the platform role (when it exists).
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'wasit_platform') THEN
+        GRANT SELECT ON llm_usage TO wasit_platform;
+    END IF;
+END
+$$;

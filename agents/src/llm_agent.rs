@@ -137,7 +137,10 @@ impl LlmAgent {
             .ok_or_else(|| {
                 TurnError::Permanent(format!("no prompt file for agent {:?}", input.agent))
             })?;
-        let llm = self.llm.as_ref().map_err(|e| TurnError::NotReady(e.clone()))?;
+        let llm = self
+            .llm
+            .as_ref()
+            .map_err(|e| TurnError::NotReady(e.clone()))?;
         let model = llm.model_for(
             &input.llm.settings,
             &input.agent,
@@ -222,10 +225,17 @@ impl LlmAgent {
         let history_tokens: Vec<u32> = input
             .history
             .iter()
-            .map(|h| tokens_of(counter.as_ref(), h.id, &h.text, h.tokens.as_ref(), &mut counted))
+            .map(|h| {
+                tokens_of(
+                    counter.as_ref(),
+                    h.id,
+                    &h.text,
+                    h.tokens.as_ref(),
+                    &mut counted,
+                )
+            })
             .collect();
-        let summary_tokens =
-            |s: &Option<String>| s.as_deref().map_or(0, |s| counter.count(s) + 8);
+        let summary_tokens = |s: &Option<String>| s.as_deref().map_or(0, |s| counter.count(s) + 8);
         let output = prompt.front.max_output_tokens;
         let mut summary = input.summary.clone();
         let mut fit = tokens::fit(

@@ -99,6 +99,7 @@ pub fn router(state: AppState) -> Router {
             axum::routing::get(crate::openapi::openapi_json),
         )
         .route("/docs", axum::routing::get(crate::openapi::docs_page))
+        .route("/metrics", axum::routing::get(routes::metrics::metrics))
         .merge(routes::health::router())
         .merge(routes::webhooks::router())
         .nest("/api/v1", api)

@@ -80,6 +80,15 @@ const FORECAST_QUERY: &[(&str, &str, &str)] = &[
     ("period", "Period", "month (default) or quarter"),
 ];
 
+const USAGE_QUERY: &[(&str, &str, &str)] = &[
+    (
+        "from",
+        "date",
+        "first day included (YYYY-MM-DD, UTC); default the first of this month",
+    ),
+    ("to", "date", "first day not included; default tomorrow"),
+];
+
 const MEETING_QUERY: &[(&str, &str, &str)] = &[
     ("rep_user_id", "uuid", "only this rep's meetings"),
     (
@@ -323,6 +332,19 @@ pub const CATALOG: &[RouteSpec] = &[
         example: Some(
             |_| json!({"title": "سبائك ذهب ١ كغ", "amount_minor": 1_234_567, "currency": "SAR", "expected_close_date": "2026-12-15"}),
         ),
+    },
+    RouteSpec {
+        method: "get",
+        path: "/analytics/llm-usage",
+        summary: "Language-model usage per day, agent and model; the tenant's caps and what today and this month used",
+        tag: "analytics",
+        roles: Some(Role::ADMINS),
+        request: None,
+        response: "LlmUsage",
+        status: 200,
+        query: USAGE_QUERY,
+        object: None,
+        example: None,
     },
     RouteSpec {
         method: "get",
@@ -1339,6 +1361,19 @@ fn components() -> Value {
                 "properties": {"items": {"type": "array", "items": {"type": "object", "properties": {
                 "period": {"type": "string", "format": "date"}, "currency": {"type": "string"}, "deals": {"type": "integer"},
                 "pipeline_minor": {"type": "integer"}, "weighted_minor": {"type": "integer"}}}}}},
+            "LlmUsage": {"type": "object", "description": "Costs are in millionths of a US dollar (cost_micros), from the price table (LLM_PRICES over built-in list prices); days are UTC.",
+                "properties": {"from": {"type": "string", "format": "date"}, "to": {"type": "string", "format": "date"},
+                "items": {"type": "array", "items": {"type": "object", "properties": {
+                    "day": {"type": "string", "format": "date"}, "agent": {"type": "string"}, "model": {"type": "string"},
+                    "calls": {"type": "integer"}, "tokens_in": {"type": "integer"}, "tokens_out": {"type": "integer"},
+                    "cost_micros": {"type": "integer"}}}},
+                "totals": {"$ref": "#/components/schemas/UsageTotals"}, "today": {"$ref": "#/components/schemas/UsageTotals"},
+                "month": {"$ref": "#/components/schemas/UsageTotals"},
+                "caps": {"type": "object", "properties": {"model": {"type": ["string", "null"]},
+                    "agent_models": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "daily_tokens": {"type": ["integer", "null"]}, "monthly_tokens": {"type": ["integer", "null"]},
+                    "daily_cost_usd": {"type": ["number", "null"]}, "monthly_cost_usd": {"type": ["number", "null"]}}}}},
+            "UsageTotals": {"type": "object", "properties": {"calls": {"type": "integer"}, "tokens": {"type": "integer"}, "cost_micros": {"type": "integer"}}},
             "PipelineSummary": {"type": "object", "properties": {"items": {"type": "array", "items": {"type": "object", "properties": {
                 "stage_id": uuid, "name": {"type": "string"}, "position": {"type": "integer"}, "probability": {"type": "integer"},
                 "currency": {"type": ["string", "null"]}, "deals": {"type": "integer"}, "amount_minor": {"type": "integer"},

@@ -40,11 +40,26 @@ pub async fn runtime_parts(
     let llm = match runtime::llm::Llm::from_settings(settings).await {
         Ok(llm) => {
             let provider = llm.provider();
-            tracing::info!(model = llm.default_model(), "language model: {}", provider.describe());
+            if provider.selects_models() {
+                tracing::info!(
+                    model = llm.default_model(),
+                    "language model: {}",
+                    provider.describe()
+                );
+            } else {
+                // The embedded model is a development default: say so loudly at every start.
+                tracing::warn!(
+                    model = llm.default_model(),
+                    "language model: {}",
+                    provider.describe()
+                );
+            }
             Ok(llm)
         }
         Err(e) => {
-            tracing::warn!("{e}: turns wait (and are taken up again at the next start) until a model is available");
+            tracing::warn!(
+                "{e}: turns wait (and are taken up again at the next start) until a model is available"
+            );
             Err(e.to_string())
         }
     };

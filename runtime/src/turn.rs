@@ -185,9 +185,7 @@ pub enum Language {
 /// Arabic when the contact's new messages contain Arabic letters, or contain no Latin letters and
 /// the contact's locale is Arabic; English otherwise.
 pub fn contact_language(input: &TurnInput) -> Language {
-    let arabic = |c: char| {
-        matches!(c, '\u{0600}'..='\u{06FF}' | '\u{0750}'..='\u{077F}' | '\u{FB50}'..='\u{FDFF}' | '\u{FE70}'..='\u{FEFF}')
-    };
+    let arabic = |c: char| matches!(c, '\u{0600}'..='\u{06FF}' | '\u{0750}'..='\u{077F}' | '\u{FB50}'..='\u{FDFF}' | '\u{FE70}'..='\u{FEFF}');
     let texts = || input.new_messages.iter().map(|m| m.text.as_str());
     let locale_ar = input
         .contact
@@ -206,9 +204,7 @@ pub fn contact_language(input: &TurnInput) -> Language {
 /// The apology sent when the model stayed unavailable past every retry.
 pub fn apology(language: Language) -> &'static str {
     match language {
-        Language::Arabic => {
-            "نعتذر منك، نواجه مشكلة تقنية مؤقتة. سيتواصل معك أحد زملائنا قريبًا."
-        }
+        Language::Arabic => "نعتذر منك، نواجه مشكلة تقنية مؤقتة. سيتواصل معك أحد زملائنا قريبًا.",
         Language::English => {
             "We are sorry: we have a temporary technical problem. A colleague will get back to you shortly."
         }

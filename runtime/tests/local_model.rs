@@ -79,12 +79,19 @@ async fn the_local_model_answers_in_english_offline_and_streams_whole_characters
         .unwrap();
     let text = answer.text.clone().expect("some text");
     assert!(text.contains("Paris"), "{text}");
-    assert!(answer.tokens_out > 0 && answer.tokens_out <= 24, "{}", answer.tokens_out);
+    assert!(
+        answer.tokens_out > 0 && answer.tokens_out <= 24,
+        "{}",
+        answer.tokens_out
+    );
     assert!(answer.tokens_in > 10);
     assert_eq!(answer.model, MODEL_NAME);
     let mut streamed = String::new();
     while let Ok(piece) = rx.try_recv() {
-        assert!(!piece.contains('\u{FFFD}'), "a piece ends inside a character: {piece:?}");
+        assert!(
+            !piece.contains('\u{FFFD}'),
+            "a piece ends inside a character: {piece:?}"
+        );
         streamed.push_str(&piece);
     }
     assert_eq!(streamed.trim(), text);
@@ -124,9 +131,12 @@ async fn constrained_decoding_makes_the_small_model_call_tools_with_valid_argume
     let answer = m.chat(&req, None).await.unwrap();
     assert_eq!(answer.tool_calls.len(), 1, "{answer:?}");
     let call = &answer.tool_calls[0];
-    let tool = tools.iter().find(|t| t.name == call.name).expect("an offered tool");
-    let args: Value = serde_json::from_str(&call.arguments)
-        .unwrap_or_else(|e| panic!("{e}: {}", call.arguments));
+    let tool = tools
+        .iter()
+        .find(|t| t.name == call.name)
+        .expect("an offered tool");
+    let args: Value =
+        serde_json::from_str(&call.arguments).unwrap_or_else(|e| panic!("{e}: {}", call.arguments));
     runtime::llm::grammar::validate(&tool.parameters, &args)
         .unwrap_or_else(|e| panic!("{e}: {}", call.arguments));
 }

@@ -7,6 +7,7 @@ use axum::routing::{get, patch, post};
 use crate::app::AppState;
 
 pub mod affiliates;
+pub mod analytics;
 pub mod contacts;
 pub mod conversations;
 pub mod deals;
@@ -16,6 +17,7 @@ pub mod health;
 pub mod leads;
 pub mod login;
 pub mod meetings;
+pub mod metrics;
 pub mod notifications;
 pub mod platform;
 pub mod proposals;
@@ -39,6 +41,7 @@ pub fn api_v1() -> Router<AppState> {
         .route("/contacts", get(contacts::list).post(contacts::create))
         .route("/contacts/{id}", get(contacts::get).patch(contacts::update))
         .route("/deals", get(deals::list).post(deals::create))
+        .route("/analytics/llm-usage", get(analytics::llm_usage))
         .route("/deals/forecast", get(deals::forecast))
         .route("/deals/summary", get(deals::summary))
         .route("/deals/{id}", get(deals::get).patch(deals::update))

@@ -130,13 +130,20 @@ pub fn fake_embedding(text: &str) -> Vec<f32> {
 }
 
 async fn embeddings(State(shared): State<Shared>, Json(request): Json<Value>) -> Response {
-    shared.arrivals.lock().unwrap().push(std::time::Instant::now());
+    shared
+        .arrivals
+        .lock()
+        .unwrap()
+        .push(std::time::Instant::now());
     if shared.recording.load(Ordering::SeqCst) {
         shared.requests.lock().unwrap().push(request.clone());
     }
     let inputs: Vec<String> = match &request["input"] {
         Value::String(s) => vec![s.clone()],
-        Value::Array(a) => a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+        Value::Array(a) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
         _ => Vec::new(),
     };
     let data: Vec<Value> = inputs
@@ -145,8 +152,10 @@ async fn embeddings(State(shared): State<Shared>, Json(request): Json<Value>) ->
         .map(|(i, t)| json!({"object": "embedding", "index": i, "embedding": fake_embedding(t)}))
         .collect();
     let tokens: usize = inputs.iter().map(|t| t.len() / 4 + 1).sum();
-    Json(json!({"object": "list", "model": request["model"], "data": data,
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}))
+    Json(
+        json!({"object": "list", "model": request["model"], "data": data,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}),
+    )
     .into_response()
 }
 
@@ -170,7 +179,11 @@ fn sse(events: Vec<Value>) -> Response {
 }
 
 async fn complete(State(shared): State<Shared>, Json(request): Json<Value>) -> Response {
-    shared.arrivals.lock().unwrap().push(std::time::Instant::now());
+    shared
+        .arrivals
+        .lock()
+        .unwrap()
+        .push(std::time::Instant::now());
     if shared.recording.load(Ordering::SeqCst) {
         shared.requests.lock().unwrap().push(request.clone());
     }
@@ -199,7 +212,11 @@ async fn complete(State(shared): State<Shared>, Json(request): Json<Value>) -> R
         Reply::Text(text) if streaming => {
             let tokens = text.chars().count() as u64 / 4 + 1;
             let mut events = vec![chunk(json!({"role": "assistant", "content": ""}), None)];
-            events.extend(pieces(&text).into_iter().map(|p| chunk(json!({"content": p}), None)));
+            events.extend(
+                pieces(&text)
+                    .into_iter()
+                    .map(|p| chunk(json!({"content": p}), None)),
+            );
             events.push(chunk(json!({}), Some("stop")));
             events.push(usage_chunk(tokens));
             return sse(events);
@@ -210,8 +227,14 @@ async fn complete(State(shared): State<Shared>, Json(request): Json<Value>) -> R
                 let args = args.to_string();
                 let (a, b) = args.split_at(args.floor_char_boundary(args.len() / 2));
                 events.push(chunk(json!({"tool_calls": [{"index": i, "id": format!("call_{n}_{i}"), "type": "function", "function": {"name": name, "arguments": ""}}]}), None));
-                events.push(chunk(json!({"tool_calls": [{"index": i, "function": {"arguments": a}}]}), None));
-                events.push(chunk(json!({"tool_calls": [{"index": i, "function": {"arguments": b}}]}), None));
+                events.push(chunk(
+                    json!({"tool_calls": [{"index": i, "function": {"arguments": a}}]}),
+                    None,
+                ));
+                events.push(chunk(
+                    json!({"tool_calls": [{"index": i, "function": {"arguments": b}}]}),
+                    None,
+                ));
             }
             events.push(chunk(json!({}), Some("tool_calls")));
             events.push(usage_chunk(10));

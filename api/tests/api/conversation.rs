@@ -21,11 +21,11 @@ use crate::helpers::{TestApp, spawn_app_with};
 const PNID: &str = "106540352242922";
 const TOKEN: &str = "EAAG-tenant-token";
 
-struct Harness {
-    app: TestApp,
-    llm: FakeLlm,
-    graph: FakeGraph,
-    tenant: TenantId,
+pub(crate) struct Harness {
+    pub(crate) app: TestApp,
+    pub(crate) llm: FakeLlm,
+    pub(crate) graph: FakeGraph,
+    pub(crate) tenant: TenantId,
 }
 
 /// The whole server with the runtime, fast timers, a tenant owning PNID, and both stand-ins.
@@ -34,6 +34,14 @@ async fn harness() -> Harness {
 }
 
 async fn harness_with(adjust: impl FnOnce(&mut RuntimeParts) + 'static) -> Harness {
+    harness_full(|_| {}, adjust).await
+}
+
+/// The harness with settings of the test's own (a context window, prices, …).
+pub(crate) async fn harness_full(
+    configure: impl FnOnce(&mut runtime::Settings),
+    adjust: impl FnOnce(&mut RuntimeParts) + 'static,
+) -> Harness {
     let llm = FakeLlm::start().await;
     // Echo every new user message, so a reply shows which messages its turn covered.
     llm.respond_with(|req| Reply::Text(format!("رد: {}", new_user_texts(req).join(" | "))));
@@ -43,6 +51,7 @@ async fn harness_with(adjust: impl FnOnce(&mut RuntimeParts) + 'static) -> Harne
         move |settings| {
             settings.llm_base_url = Some(llm_url);
             settings.whatsapp_graph_url = graph_url;
+            configure(settings);
         },
         move |parts| {
             parts.config.debounce = Duration::from_millis(150);
@@ -64,12 +73,17 @@ async fn harness_with(adjust: impl FnOnce(&mut RuntimeParts) + 'static) -> Harne
 
 /// A tenant that owns the WhatsApp number PNID, with the token TOKEN.
 async fn tenant_with_number(app: &TestApp) -> TenantId {
-    let tenant = app.test_db.tenant("riyadh-gold").await;
+    tenant_owning(app, "riyadh-gold", PNID).await
+}
+
+/// A tenant that owns the WhatsApp number `pnid`, with the token TOKEN.
+pub(crate) async fn tenant_owning(app: &TestApp, slug: &str, pnid: &str) -> TenantId {
+    let tenant = app.test_db.tenant(slug).await;
     let mut tx = begin_tenant(&app.test_db.db().app, tenant).await.unwrap();
     api::repo::channels::add(
         &mut tx,
         "whatsapp",
-        PNID,
+        pnid,
         None,
         &json!({"access_token": TOKEN}),
     )
@@ -80,7 +94,7 @@ async fn tenant_with_number(app: &TestApp) -> TenantId {
 }
 
 /// The user messages after the last assistant message: what the turn answers.
-fn new_user_texts(request: &Value) -> Vec<String> {
+pub(crate) fn new_user_texts(request: &Value) -> Vec<String> {
     let messages = request["messages"].as_array().cloned().unwrap_or_default();
     let start = messages
         .iter()
@@ -93,26 +107,36 @@ fn new_user_texts(request: &Value) -> Vec<String> {
         .collect()
 }
 
-fn text(id: &str, from: &str, body: &str) -> Value {
+pub(crate) fn text(id: &str, from: &str, body: &str) -> Value {
     json!({"from": from, "id": id, "timestamp": "1749416383", "type": "text", "text": {"body": body}})
 }
 
-fn notification(messages: &[Value]) -> Vec<u8> {
+pub(crate) fn notification(messages: &[Value]) -> Vec<u8> {
+    notification_to(PNID, messages)
+}
+
+/// A signed-payload body for messages to the business number `pnid`.
+pub(crate) fn notification_to(pnid: &str, messages: &[Value]) -> Vec<u8> {
     json!({"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [{"field": "messages",
-        "value": {"messaging_product": "whatsapp", "metadata": {"display_phone_number": "15550783881", "phone_number_id": PNID},
+        "value": {"messaging_product": "whatsapp", "metadata": {"display_phone_number": "15550783881", "phone_number_id": pnid},
                   "messages": messages}}]}]})
     .to_string()
     .into_bytes()
 }
 
-const WAIT: Duration = Duration::from_secs(10);
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
 /// Inbound messages no turn has processed yet.
 const UNPROCESSED: &str =
     "SELECT count(*) FROM messages WHERE direction = 'inbound' AND processed_at IS NULL";
 
 /// Waits until the count `sql` returns satisfies `done`, failing with `what` after WAIT.
-async fn wait_for_count(app: &TestApp, sql: &str, done: impl Fn(i64) -> bool, what: &str) {
+pub(crate) async fn wait_for_count(
+    app: &TestApp,
+    sql: &str,
+    done: impl Fn(i64) -> bool,
+    what: &str,
+) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !done(app.count(sql).await) {
         assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");

@@ -226,7 +226,11 @@ async fn repeated_server_errors_open_the_breaker() {
     let err = p.chat(&request("hi"), None).await.unwrap_err();
     assert!(matches!(err, LlmError::CircuitOpen { .. }), "{err:?}");
     assert!(err.is_temporary());
-    assert_eq!(llm.requests().len(), before, "an open breaker sends nothing");
+    assert_eq!(
+        llm.requests().len(),
+        before,
+        "an open breaker sends nothing"
+    );
 
     // A 4xx is the caller's fault, not an outage: it never opens the breaker.
     let llm = FakeLlm::start().await;
@@ -245,7 +249,10 @@ async fn repeated_server_errors_open_the_breaker() {
 async fn a_hung_call_times_out() {
     let llm = FakeLlm::start().await;
     llm.respond_with(|_| {
-        Reply::Delayed(Duration::from_secs(30), Box::new(Reply::Text("late".into())))
+        Reply::Delayed(
+            Duration::from_secs(30),
+            Box::new(Reply::Text("late".into())),
+        )
     });
     let config = ProviderConfig {
         timeout: Duration::from_millis(300),
@@ -264,6 +271,9 @@ async fn embeddings_come_back_in_input_order() {
     let p = provider(&llm, quick(1));
     let inputs = vec!["ضمان الذهب".to_owned(), "gold guarantee".to_owned()];
     let vectors = p.embed("text-embedding-3-small", &inputs).await.unwrap();
-    assert_eq!(vectors, vec![fake_embedding(&inputs[0]), fake_embedding(&inputs[1])]);
+    assert_eq!(
+        vectors,
+        vec![fake_embedding(&inputs[0]), fake_embedding(&inputs[1])]
+    );
     assert_eq!(llm.requests()[0]["model"], "text-embedding-3-small");
 }

@@ -14,6 +14,7 @@ mod health;
 mod helpers;
 mod leads;
 mod llm;
+mod llm_turns;
 mod matrix;
 mod meetings;
 mod platform;

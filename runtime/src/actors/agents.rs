@@ -42,7 +42,7 @@ impl AgentsHandle {
                 )))
             })?;
         let (reply, answer) = oneshot::channel();
-        pool.cast(PoolMsg::Run(Job { input, reply }))
+        pool.cast(PoolMsg::Run(Box::new(Job { input, reply })))
             .map_err(|_| AgentFailure::Crashed("the agent pool is gone".into()))?;
         match answer.await {
             Ok(result) => result.map_err(AgentFailure::Turn),
@@ -172,7 +172,7 @@ pub struct PoolState {
 }
 
 pub enum PoolMsg {
-    Run(Job),
+    Run(Box<Job>),
     /// A worker finished its job and is free.
     Done(ActorId),
 }
@@ -207,7 +207,7 @@ impl Actor for AgentPool {
         state: &mut PoolState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            PoolMsg::Run(job) => state.queue.push_back(job),
+            PoolMsg::Run(job) => state.queue.push_back(*job),
             PoolMsg::Done(id) => {
                 if let Some(worker) = state.workers.get(&id) {
                     state.idle.push(worker.clone());

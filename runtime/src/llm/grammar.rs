@@ -35,7 +35,10 @@ pub fn tool_call(tools: &[ToolSpec], d: &mut dyn Decoder) -> Result<(String, Str
     if tools.is_empty() {
         return Err("no tools to call".into());
     }
-    let mut w = Writer { d, out: String::new() };
+    let mut w = Writer {
+        d,
+        out: String::new(),
+    };
     w.force("{\"name\": \"")?;
     let names: Vec<String> = tools.iter().map(|t| t.name.clone()).collect();
     let (name, used) = w.choose(&names, "\", \"arguments\": ")?;
@@ -89,7 +92,11 @@ impl Writer<'_> {
                 return self.close_quote(used);
             }
         }
-        match schema.get("type").and_then(Value::as_str).unwrap_or("string") {
+        match schema
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("string")
+        {
             "object" => {
                 self.force("{")?;
                 let props = schema.get("properties").and_then(Value::as_object);
@@ -152,7 +159,9 @@ impl Writer<'_> {
             let complete = alive.iter().any(|o| **o == typed);
             let accept = |t: &str| {
                 let candidate = format!("{typed}{t}");
-                alive.iter().any(|o| o.starts_with(&candidate) && !t.is_empty())
+                alive
+                    .iter()
+                    .any(|o| o.starts_with(&candidate) && !t.is_empty())
                     || (complete
                         && options.contains(&typed)
                         && !t.is_empty()
@@ -194,7 +203,9 @@ impl Writer<'_> {
             .get("maxLength")
             .and_then(Value::as_u64)
             .map_or(MAX_STRING_CHARS, |m| {
-                usize::try_from(m).unwrap_or(usize::MAX).min(MAX_STRING_CHARS)
+                usize::try_from(m)
+                    .unwrap_or(usize::MAX)
+                    .min(MAX_STRING_CHARS)
             })
             .max(min);
         self.force("\"")?;
@@ -294,7 +305,10 @@ pub fn validate(schema: &Value, value: &Value) -> Result<(), String> {
         return if options.contains(value) {
             Ok(())
         } else {
-            Err(format!("{value} is not one of {}", Value::Array(options.clone())))
+            Err(format!(
+                "{value} is not one of {}",
+                Value::Array(options.clone())
+            ))
         };
     }
     match schema.get("type").and_then(Value::as_str) {
@@ -330,11 +344,17 @@ pub fn validate(schema: &Value, value: &Value) -> Result<(), String> {
                 .as_str()
                 .ok_or_else(|| format!("{value} is not a string"))?;
             let len = s.chars().count() as u64;
-            if let Some(min) = schema.get("minLength").and_then(Value::as_u64).filter(|m| len < *m)
+            if let Some(min) = schema
+                .get("minLength")
+                .and_then(Value::as_u64)
+                .filter(|m| len < *m)
             {
                 return Err(format!("shorter than {min} characters"));
             }
-            if let Some(max) = schema.get("maxLength").and_then(Value::as_u64).filter(|m| len > *m)
+            if let Some(max) = schema
+                .get("maxLength")
+                .and_then(Value::as_u64)
+                .filter(|m| len > *m)
             {
                 return Err(format!("longer than {max} characters"));
             }
@@ -419,9 +439,9 @@ mod tests {
     #[test]
     fn every_tool_call_parses_and_validates_whatever_the_model_prefers() {
         let vocab = vec![
-            "\"", "}", "{", "\",", "\"}", "hello", " world", "\\", "\n", "book", "_meeting",
-            "esc", "alate", "mon", "day", "tues", "1", "2", "0", "-", ".", "5", ",", " ", "tr",
-            "ue", "false", "true", "x", "]", "\"]", "\u{FFFD}", "ذهب",
+            "\"", "}", "{", "\",", "\"}", "hello", " world", "\\", "\n", "book", "_meeting", "esc",
+            "alate", "mon", "day", "tues", "1", "2", "0", "-", ".", "5", ",", " ", "tr", "ue",
+            "false", "true", "x", "]", "\"]", "\u{FFFD}", "ذهب",
         ];
         for seed in 0..40 {
             let mut d = Scripted {
@@ -433,8 +453,8 @@ mod tests {
             let whole: Value = serde_json::from_str(&d.fed)
                 .unwrap_or_else(|e| panic!("seed {seed}: {e}: {}", d.fed));
             assert_eq!(whole["name"], name.as_str());
-            let parsed: Value = serde_json::from_str(&args)
-                .unwrap_or_else(|e| panic!("seed {seed}: {e}: {args}"));
+            let parsed: Value =
+                serde_json::from_str(&args).unwrap_or_else(|e| panic!("seed {seed}: {e}: {args}"));
             assert_eq!(whole["arguments"], parsed, "seed {seed}");
             let tool = tools().into_iter().find(|t| t.name == name).unwrap();
             validate(&tool.parameters, &parsed)

@@ -247,7 +247,9 @@ impl LocalModel {
         let offers_tools = !request.tools.is_empty() && request.tool_choice != ToolChoice::None;
         let wants_tool = match request.tool_choice {
             ToolChoice::Required if offers_tools => true,
-            ToolChoice::Auto if offers_tools => run.prefers(TOOL_OPEN).map_err(LlmError::Rejected)?,
+            ToolChoice::Auto if offers_tools => {
+                run.prefers(TOOL_OPEN).map_err(LlmError::Rejected)?
+            }
             _ => false,
         };
         let mut tool_calls = Vec::new();

@@ -202,7 +202,11 @@ impl PriceTable {
                 )
             })
             .collect();
-        for entry in spec.unwrap_or("").split(',').filter(|e| !e.trim().is_empty()) {
+        for entry in spec
+            .unwrap_or("")
+            .split(',')
+            .filter(|e| !e.trim().is_empty())
+        {
             let bad = || {
                 format!(
                     "LLM_PRICES entry {entry:?} is not model=INPUT/OUTPUT (dollars per million tokens, e.g. gpt-4o-mini=0.15/0.60)"
@@ -280,8 +284,8 @@ impl Llm {
     /// else the embedded model (loaded on a blocking thread; this takes a few seconds the first
     /// time, when the model is re-quantised and cached).
     pub async fn from_settings(settings: &Settings) -> Result<Self, LlmError> {
-        let prices = PriceTable::parse(settings.llm_prices.as_deref())
-            .map_err(LlmError::NotConfigured)?;
+        let prices =
+            PriceTable::parse(settings.llm_prices.as_deref()).map_err(LlmError::NotConfigured)?;
         if settings.llm_base_url.is_some() {
             let provider = openai::OpenAiProvider::from_settings(settings)?;
             let llm = Self::new(Arc::new(provider), settings.llm_model.as_deref(), prices);
@@ -352,11 +356,7 @@ impl Llm {
         self.provider.chat(request, Some(sink)).await
     }
 
-    pub async fn embed(
-        &self,
-        model: &str,
-        inputs: &[String],
-    ) -> Result<Vec<Vec<f32>>, LlmError> {
+    pub async fn embed(&self, model: &str, inputs: &[String]) -> Result<Vec<Vec<f32>>, LlmError> {
         self.provider.embed(model, inputs).await
     }
 }
@@ -385,8 +385,7 @@ mod tests {
                 .unwrap();
         assert_eq!(ok.daily_tokens, Some(10));
         assert!(
-            serde_json::from_value::<TenantLlmSettings>(serde_json::json!({"modle": "x"}))
-                .is_err()
+            serde_json::from_value::<TenantLlmSettings>(serde_json::json!({"modle": "x"})).is_err()
         );
     }
 }

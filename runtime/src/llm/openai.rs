@@ -297,7 +297,11 @@ impl OpenAiProvider {
         }
     }
 
-    fn build(&self, r: &ChatRequest, stream: bool) -> Result<CreateChatCompletionRequest, OpenAIError> {
+    fn build(
+        &self,
+        r: &ChatRequest,
+        stream: bool,
+    ) -> Result<CreateChatCompletionRequest, OpenAIError> {
         let mut messages: Vec<ChatCompletionRequestMessage> = vec![
             ChatCompletionRequestSystemMessageArgs::default()
                 .content(r.system.clone())
@@ -384,7 +388,10 @@ impl OpenAiProvider {
 
 impl ChatModel for OpenAiProvider {
     fn describe(&self) -> String {
-        format!("OpenAI-compatible endpoint {} (model {})", self.endpoint, self.model)
+        format!(
+            "OpenAI-compatible endpoint {} (model {})",
+            self.endpoint, self.model
+        )
     }
 
     fn default_model(&self) -> &str {

@@ -62,8 +62,8 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     if let Ok(secs) = value.parse::<f64>() {
         return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
     }
-    let when = time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822)
-        .ok()?;
+    let when =
+        time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822).ok()?;
     let wait = when - time::OffsetDateTime::now_utc();
     Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
 }
@@ -77,8 +77,12 @@ pub struct CircuitBreaker {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BreakerState {
-    Closed { failures: u32 },
-    Open { until: Instant },
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
     /// One probe is in flight.
     HalfOpen,
 }
@@ -160,7 +164,10 @@ mod tests {
         for attempt in 1..10 {
             let pause = policy.pause(attempt, None).unwrap();
             let ceiling = Duration::from_millis(100 * (1 << (attempt - 1))).min(policy.max_backoff);
-            assert!(pause <= ceiling, "attempt {attempt}: {pause:?} > {ceiling:?}");
+            assert!(
+                pause <= ceiling,
+                "attempt {attempt}: {pause:?} > {ceiling:?}"
+            );
         }
         assert_eq!(policy.pause(10, None), None, "the last attempt is the last");
         assert_eq!(
@@ -187,6 +194,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::disallowed_methods)] // a plain test thread, never async
     fn the_breaker_opens_after_the_threshold_and_probes_once() {
         let breaker = CircuitBreaker::new(3, Duration::from_millis(50));
         for _ in 0..2 {
@@ -197,7 +205,10 @@ mod tests {
         breaker.failed();
         assert!(breaker.acquire().is_err(), "the third opens it");
         std::thread::sleep(Duration::from_millis(60));
-        assert!(breaker.acquire().is_ok(), "after the cooldown one probe passes");
+        assert!(
+            breaker.acquire().is_ok(),
+            "after the cooldown one probe passes"
+        );
         assert!(breaker.acquire().is_err(), "and only one");
         breaker.failed();
         assert!(breaker.acquire().is_err(), "a failed probe opens it again");

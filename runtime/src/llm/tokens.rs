@@ -52,9 +52,7 @@ impl TiktokenCounter {
                     ("p50k_base", tiktoken_rs::p50k_base_singleton())
                 }
                 Some(T::R50kBase | T::Gpt2) => ("r50k_base", tiktoken_rs::r50k_base_singleton()),
-                Some(T::O200kHarmony) => {
-                    ("o200k_harmony", tiktoken_rs::o200k_harmony_singleton())
-                }
+                Some(T::O200kHarmony) => ("o200k_harmony", tiktoken_rs::o200k_harmony_singleton()),
                 Some(T::O200kBase) | None => ("o200k_base", tiktoken_rs::o200k_base_singleton()),
             };
         Arc::new(Self { name, bpe })

@@ -1,0 +1,124 @@
+//! `GET /api/v1/analytics/llm-usage`: the tenant's language-model usage per day, agent and model,
+//! its caps and how much of them today and this month have used.
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use time::Date;
+
+use crate::app::AppState;
+use crate::auth::{AuthUser, Role};
+use crate::error::ApiError;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageQuery {
+    /// First day included (UTC); default: the first day of this month.
+    pub from: Option<Date>,
+    /// First day not included; default: tomorrow.
+    pub to: Option<Date>,
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct UsageRow {
+    pub day: Date,
+    pub agent: String,
+    pub model: String,
+    pub calls: i64,
+    pub tokens_in: i64,
+    pub tokens_out: i64,
+    pub cost_micros: i64,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Totals {
+    pub calls: i64,
+    pub tokens: i64,
+    pub cost_micros: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LlmUsage {
+    pub from: Date,
+    pub to: Date,
+    pub items: Vec<UsageRow>,
+    pub totals: Totals,
+    /// The tenant's caps (`settings.llm`); absent caps are unlimited.
+    pub caps: runtime::llm::TenantLlmSettings,
+    pub today: Totals,
+    pub month: Totals,
+}
+
+pub async fn llm_usage(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    uri: axum::http::Uri,
+) -> Result<Json<LlmUsage>, ApiError> {
+    auth.require(Role::ADMINS)?;
+    let q: UsageQuery = axum::extract::Query::try_from_uri(&uri)
+        .map_err(|e| ApiError::BadRequest(e.body_text()))?
+        .0;
+    let today = time::OffsetDateTime::now_utc().date();
+    let month_start = today.replace_day(1).unwrap_or(today);
+    let from = q.from.unwrap_or(month_start);
+    let to = q.to.unwrap_or(today.next_day().unwrap_or(today));
+    if to <= from || (to - from) > time::Duration::days(3 * 366) {
+        return Err(ApiError::Invalid(
+            "to is after from, and at most three years later".into(),
+        ));
+    }
+    let mut tx = auth.begin(&state.db).await?;
+    let items: Vec<UsageRow> = sqlx::query_as(
+        "SELECT day, agent, model, calls, tokens_in, tokens_out, cost_micros FROM llm_usage
+         WHERE tenant_id = wasit_current_tenant() AND day >= $1 AND day < $2
+         ORDER BY day, agent, model",
+    )
+    .bind(from)
+    .bind(to)
+    .fetch_all(&mut *tx)
+    .await?;
+    let (caps, periods): (
+        Option<sqlx::types::Json<serde_json::Value>>,
+        sqlx::types::Json<[i64; 6]>,
+    ) = sqlx::query_as(
+        "SELECT (SELECT settings -> 'llm' FROM tenants WHERE id = wasit_current_tenant()),
+                    jsonb_build_array(
+                        coalesce(sum(calls) FILTER (WHERE day = $1), 0),
+                        coalesce(sum(tokens_in + tokens_out) FILTER (WHERE day = $1), 0),
+                        coalesce(sum(cost_micros) FILTER (WHERE day = $1), 0),
+                        coalesce(sum(calls), 0), coalesce(sum(tokens_in + tokens_out), 0),
+                        coalesce(sum(cost_micros), 0))
+             FROM llm_usage WHERE tenant_id = wasit_current_tenant() AND day >= $2 AND day <= $1",
+    )
+    .bind(today)
+    .bind(month_start)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let caps = caps
+        .and_then(|sqlx::types::Json(v)| serde_json::from_value(v).ok())
+        .unwrap_or_default();
+    let totals = items.iter().fold(Totals::default(), |t, r| Totals {
+        calls: t.calls + r.calls,
+        tokens: t.tokens + r.tokens_in + r.tokens_out,
+        cost_micros: t.cost_micros + r.cost_micros,
+    });
+    let sqlx::types::Json(p) = periods;
+    Ok(Json(LlmUsage {
+        from,
+        to,
+        items,
+        totals,
+        caps,
+        today: Totals {
+            calls: p[0],
+            tokens: p[1],
+            cost_micros: p[2],
+        },
+        month: Totals {
+            calls: p[3],
+            tokens: p[4],
+            cost_micros: p[5],
+        },
+    }))
+}
