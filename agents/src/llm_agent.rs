@@ -128,15 +128,81 @@ fn tokens_of(
     count + tokens::MESSAGE_OVERHEAD
 }
 
+/// A turn's context, measured in the model's tokens.
+pub struct Budget {
+    pub system: String,
+    pub tools: Vec<ToolSpec>,
+    pub window: u32,
+    pub output: u32,
+    /// System prompt, tools, reply priming and the new messages.
+    pub fixed_without_summary: u32,
+    /// Each history item's tokens (overhead included), oldest first.
+    pub history_tokens: Vec<u32>,
+    /// Messages counted now (their counts are stored by the turn).
+    pub counted: Vec<(runtime::MessageId, u32)>,
+    pub counter: Arc<dyn TokenCounter>,
+}
+
+impl std::fmt::Debug for Budget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Budget")
+            .field("window", &self.window)
+            .field("output", &self.output)
+            .field("fixed_without_summary", &self.fixed_without_summary)
+            .field("history", &self.history_tokens.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Budget {
+    /// The history that fits with `summary` in the system prompt.
+    pub fn fit(&self, summary: Option<&str>) -> tokens::Fit {
+        let summary_tokens = summary.map_or(0, |s| self.counter.count(s) + 8);
+        tokens::fit(
+            self.window,
+            self.output,
+            self.fixed_without_summary + summary_tokens,
+            &self.history_tokens,
+        )
+    }
+
+    /// The system prompt (with the summary) and the messages of the request.
+    pub fn request(
+        &self,
+        input: &TurnInput,
+        fit: tokens::Fit,
+        summary: Option<&str>,
+    ) -> (String, Vec<ChatMessage>) {
+        let mut system = self.system.clone();
+        if let Some(s) = summary {
+            system.push_str("\n\nSummary of the earlier conversation:\n");
+            system.push_str(s);
+        }
+        let mut messages: Vec<ChatMessage> = input.history
+            [fit.keep_from.min(input.history.len())..]
+            .iter()
+            .map(|h| match h.role {
+                Speaker::Contact => ChatMessage::User(h.text.clone()),
+                Speaker::Agent => ChatMessage::Assistant {
+                    text: Some(h.text.clone()),
+                    tool_calls: Vec::new(),
+                },
+            })
+            .collect();
+        messages.extend(
+            input
+                .new_messages
+                .iter()
+                .map(|m| ChatMessage::User(m.text.clone())),
+        );
+        (system, messages)
+    }
+}
+
 impl LlmAgent {
     async fn turn(&self, input: TurnInput) -> Result<TurnOutcome, TurnError> {
         let started = Instant::now();
-        let prompt = self
-            .prompts
-            .get(&input.tenant.slug, &input.agent)
-            .ok_or_else(|| {
-                TurnError::Permanent(format!("no prompt file for agent {:?}", input.agent))
-            })?;
+        let prompt = self.prompt_for(&input)?;
         let llm = self
             .llm
             .as_ref()
@@ -195,55 +261,9 @@ impl LlmAgent {
             });
         }
 
-        let mut system = prompt
-            .render(&json!({"tenant": input.tenant, "contact": input.contact, "history": input.history, "agent": input.agent}))
-            .map_err(|e| TurnError::Permanent(e.to_string()))?;
-        let tools = self.tools(&prompt);
-
-        // The context budget: system prompt, tools, summary and the new messages are fixed; the
-        // history keeps its newest messages that fit, and what falls out joins the summary.
-        let counter = llm.counter(&model);
-        let window = llm.context_window(&model);
-        let mut counted = Vec::new();
-        let fixed_without_summary = counter.count(&system)
-            + tokens::MESSAGE_OVERHEAD
-            + tokens::tools_tokens(counter.as_ref(), &tools)
-            + REPLY_PRIMING
-            + input
-                .new_messages
-                .iter()
-                .map(|m| {
-                    tokens_of(
-                        counter.as_ref(),
-                        m.id,
-                        &m.text,
-                        m.tokens.as_ref(),
-                        &mut counted,
-                    )
-                })
-                .sum::<u32>();
-        let history_tokens: Vec<u32> = input
-            .history
-            .iter()
-            .map(|h| {
-                tokens_of(
-                    counter.as_ref(),
-                    h.id,
-                    &h.text,
-                    h.tokens.as_ref(),
-                    &mut counted,
-                )
-            })
-            .collect();
-        let summary_tokens = |s: &Option<String>| s.as_deref().map_or(0, |s| counter.count(s) + 8);
-        let output = prompt.front.max_output_tokens;
+        let budget = self.measure(&prompt, llm, &model, &input)?;
         let mut summary = input.summary.clone();
-        let mut fit = tokens::fit(
-            window,
-            output,
-            fixed_without_summary + summary_tokens(&summary),
-            &history_tokens,
-        );
+        let mut fit = budget.fit(summary.as_deref());
         let mut summary_update = None;
         if fit.keep_from > 0 {
             let dropped = &input.history[..fit.keep_from];
@@ -256,40 +276,19 @@ impl LlmAgent {
                 through_seq: dropped.last().map_or(0, |h| h.seq),
             });
             // The new summary may be longer than the old one: fit again with it.
-            fit = tokens::fit(
-                window,
-                output,
-                fixed_without_summary + summary_tokens(&summary),
-                &history_tokens,
-            );
+            fit = budget.fit(summary.as_deref());
         }
         if fit.overflow {
             return Err(TurnError::Permanent(format!(
-                "the prompt, tools and new messages ({} tokens) do not fit the {window}-token window of {model} with {output} tokens of output",
-                fit.prompt_tokens
+                "the prompt, tools and new messages ({} tokens) do not fit the {}-token window of {model} with {} tokens of output",
+                fit.prompt_tokens, budget.window, budget.output
             )));
         }
-        if let Some(s) = &summary {
-            system.push_str("\n\nSummary of the earlier conversation:\n");
-            system.push_str(s);
-        }
-
-        let mut messages: Vec<ChatMessage> = input.history[fit.keep_from..]
-            .iter()
-            .map(|h| match h.role {
-                Speaker::Contact => ChatMessage::User(h.text.clone()),
-                Speaker::Agent => ChatMessage::Assistant {
-                    text: Some(h.text.clone()),
-                    tool_calls: Vec::new(),
-                },
-            })
-            .collect();
-        messages.extend(
-            input
-                .new_messages
-                .iter()
-                .map(|m| ChatMessage::User(m.text.clone())),
-        );
+        let (system, mut messages) = budget.request(&input, fit, summary.as_deref());
+        let tools = budget.tools.clone();
+        let counter = budget.counter.clone();
+        let counted = budget.counted;
+        let output = budget.output;
 
         let mut calls_log = Vec::new();
         let mut reply = None;
@@ -341,6 +340,88 @@ impl LlmAgent {
             token_encoding: counter.encoding().to_owned(),
             summary: summary_update,
         })
+    }
+
+    /// The prompt file of the turn's agent (the tenant's overlay, else the global file).
+    fn prompt_for(&self, input: &TurnInput) -> Result<Arc<Prompt>, TurnError> {
+        self.prompts
+            .get(&input.tenant.slug, &input.agent)
+            .ok_or_else(|| {
+                TurnError::Permanent(format!("no prompt file for agent {:?}", input.agent))
+            })
+    }
+
+    /// Measures a turn's context, without I/O: the rendered system prompt, the tools, and the
+    /// tokens of everything fixed and of each history item (stored counts reused; the rest
+    /// counted once and returned in [`Budget::counted`] to be stored).
+    pub fn measure(
+        &self,
+        prompt: &Prompt,
+        llm: &Llm,
+        model: &str,
+        input: &TurnInput,
+    ) -> Result<Budget, TurnError> {
+        let system = prompt
+            .render(&json!({"tenant": input.tenant, "contact": input.contact, "history": input.history, "agent": input.agent}))
+            .map_err(|e| TurnError::Permanent(e.to_string()))?;
+        let tools = self.tools(prompt);
+        let counter = llm.counter(model);
+        let mut counted = Vec::new();
+        let mut fixed = counter.count(&system)
+            + tokens::MESSAGE_OVERHEAD
+            + tokens::tools_tokens(counter.as_ref(), &tools)
+            + REPLY_PRIMING;
+        for m in &input.new_messages {
+            fixed += tokens_of(
+                counter.as_ref(),
+                m.id,
+                &m.text,
+                m.tokens.as_ref(),
+                &mut counted,
+            );
+        }
+        let history_tokens = input
+            .history
+            .iter()
+            .map(|h| {
+                tokens_of(
+                    counter.as_ref(),
+                    h.id,
+                    &h.text,
+                    h.tokens.as_ref(),
+                    &mut counted,
+                )
+            })
+            .collect();
+        Ok(Budget {
+            system,
+            tools,
+            window: llm.context_window(model),
+            output: prompt.front.max_output_tokens,
+            fixed_without_summary: fixed,
+            history_tokens,
+            counted,
+            counter,
+        })
+    }
+
+    /// The whole context of a turn whose history needs no new summary: what a turn sends to the
+    /// model, for benchmarks and tools that show a prompt engineer the assembled request.
+    pub fn context(
+        &self,
+        llm: &Llm,
+        input: &TurnInput,
+    ) -> Result<(String, Vec<ChatMessage>, Vec<ToolSpec>), TurnError> {
+        let prompt = self.prompt_for(input)?;
+        let model = llm.model_for(
+            &input.llm.settings,
+            &input.agent,
+            prompt.front.model.as_deref(),
+        );
+        let budget = self.measure(&prompt, llm, &model, input)?;
+        let fit = budget.fit(input.summary.as_deref());
+        let (system, messages) = budget.request(input, fit, input.summary.as_deref());
+        Ok((system, messages, budget.tools))
     }
 
     fn count_call(&self, llm: &Llm, audit: &mut TurnAudit, response: &runtime::llm::ChatResponse) {

@@ -200,6 +200,14 @@ impl Prompt {
                 "max_output_tokens must be between 1 and 16384".into(),
             ));
         }
+        if let Some(model) = &front.model
+            && (model.trim().is_empty() || model.len() > 200 || model.trim() != model)
+        {
+            return Err(err(
+                front_line("model"),
+                "model must be a model name (1 to 200 characters, no surrounding spaces)".into(),
+            ));
+        }
         for tool in &front.tools {
             if !KNOWN_TOOLS.contains(&tool.as_str()) {
                 return Err(err(

@@ -122,3 +122,98 @@ pub async fn llm_usage(
         },
     }))
 }
+
+/// `GET /api/v1/settings/llm`: the tenant's model choice and caps.
+pub async fn get_llm_settings(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> Result<Json<runtime::llm::TenantLlmSettings>, ApiError> {
+    auth.require(Role::ADMINS)?;
+    let mut tx = auth.begin(&state.db).await?;
+    let settings = read_llm_settings(&mut tx).await?;
+    tx.commit().await?;
+    Ok(Json(settings))
+}
+
+/// `PUT /api/v1/settings/llm`: replaces them (caps apply from the next turn).
+pub async fn put_llm_settings(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    crate::extract::ApiJson(req): crate::extract::ApiJson<runtime::llm::TenantLlmSettings>,
+) -> Result<Json<runtime::llm::TenantLlmSettings>, ApiError> {
+    auth.require(Role::ADMINS)?;
+    check_llm_settings(&req)?;
+    let mut tx = auth.begin(&state.db).await?;
+    let before = read_llm_settings(&mut tx).await?;
+    sqlx::query(
+        "UPDATE tenants SET settings = jsonb_set(settings, '{llm}', $1) WHERE id = wasit_current_tenant()",
+    )
+    .bind(sqlx::types::Json(&req))
+    .execute(&mut *tx)
+    .await?;
+    crate::repo::audit::record(
+        &mut tx,
+        &auth,
+        "update",
+        "tenant_llm_settings",
+        auth.tenant.0,
+        &before,
+        &req,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(req))
+}
+
+async fn read_llm_settings(
+    tx: &mut runtime::db::TenantTx,
+) -> Result<runtime::llm::TenantLlmSettings, ApiError> {
+    let value: Option<sqlx::types::Json<serde_json::Value>> = sqlx::query_scalar(
+        "SELECT settings -> 'llm' FROM tenants WHERE id = wasit_current_tenant()",
+    )
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(value
+        .and_then(|sqlx::types::Json(v)| serde_json::from_value(v).ok())
+        .unwrap_or_default())
+}
+
+fn check_llm_settings(s: &runtime::llm::TenantLlmSettings) -> Result<(), ApiError> {
+    let model_ok = |m: &str| !m.trim().is_empty() && m.len() <= 200 && m.trim() == m;
+    if s.model.as_deref().is_some_and(|m| !model_ok(m)) {
+        return Err(ApiError::Invalid(
+            "model is a model name of 1 to 200 characters".into(),
+        ));
+    }
+    for (agent, model) in &s.agent_models {
+        let kind_ok = !agent.is_empty()
+            && agent.len() <= 60
+            && agent.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+        if !kind_ok || !model_ok(model) {
+            return Err(ApiError::Invalid(format!(
+                "agent_models maps agent kinds (lowercase, e.g. \"sales\") to model names; {agent:?} → {model:?} is not one"
+            )));
+        }
+    }
+    for (name, cap) in [
+        ("daily_tokens", s.daily_tokens),
+        ("monthly_tokens", s.monthly_tokens),
+    ] {
+        if cap.is_some_and(|c| c < 0) {
+            return Err(ApiError::Invalid(format!(
+                "{name} is a token count of 0 or more"
+            )));
+        }
+    }
+    for (name, cap) in [
+        ("daily_cost_usd", s.daily_cost_usd),
+        ("monthly_cost_usd", s.monthly_cost_usd),
+    ] {
+        if cap.is_some_and(|c| !c.is_finite() || c < 0.0) {
+            return Err(ApiError::Invalid(format!(
+                "{name} is an amount in dollars, 0 or more"
+            )));
+        }
+    }
+    Ok(())
+}

@@ -42,6 +42,10 @@ pub fn api_v1() -> Router<AppState> {
         .route("/contacts/{id}", get(contacts::get).patch(contacts::update))
         .route("/deals", get(deals::list).post(deals::create))
         .route("/analytics/llm-usage", get(analytics::llm_usage))
+        .route(
+            "/settings/llm",
+            get(analytics::get_llm_settings).put(analytics::put_llm_settings),
+        )
         .route("/deals/forecast", get(deals::forecast))
         .route("/deals/summary", get(deals::summary))
         .route("/deals/{id}", get(deals::get).patch(deals::update))

@@ -7,7 +7,7 @@ use std::time::Duration;
 use api::auth::Role;
 use api::testkit::llm::Reply;
 use runtime::llm::tokens::TiktokenCounter;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::conversation::{
     WAIT, harness_full, new_user_texts, notification, notification_to, tenant_owning, text,
@@ -137,10 +137,31 @@ async fn a_tenant_at_its_cap_is_handed_to_a_human_and_others_are_unaffected() {
     .await;
     let other = tenant_owning(&h.app, "jeddah-gold", "222333444555").await;
     let admin = h.app.user_token(h.tenant, Role::Admin).await;
-    sqlx::query("UPDATE tenants SET settings = jsonb_set(settings, '{llm}', '{\"daily_tokens\": 10}') WHERE slug = 'riyadh-gold'")
-        .execute(&h.app.test_db.db().admin)
-        .await
-        .unwrap();
+    // Caps are validated: bad values and unknown keys change nothing.
+    for bad in [
+        json!({"daily_tokens": -1}),
+        json!({"daily_cost_usd": -0.5}),
+        json!({"daly_tokens": 10}),
+        json!({"agent_models": {"Sales Agent": "gpt-4o"}}),
+    ] {
+        let r = h
+            .app
+            .send("put", "/api/v1/settings/llm", Some(&admin), Some(&bad))
+            .await;
+        assert_eq!(r.status(), 422, "{bad}");
+    }
+    let r = h
+        .app
+        .send(
+            "put",
+            "/api/v1/settings/llm",
+            Some(&admin),
+            Some(&json!({"daily_tokens": 10})),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let settings = h.app.get_json("/api/v1/settings/llm", &admin).await;
+    assert_eq!(settings["daily_tokens"], 10);
 
     // The first turn is under the cap (nothing used yet) and spends more than it.
     h.app
