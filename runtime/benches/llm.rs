@@ -6,13 +6,13 @@
 //! ```text
 //! cargo bench -p runtime --bench llm -- [--model PATH] [--tokens 128] [--fresh]
 //! ```
-//! `--model` defaults to `WASIT_LOCAL_MODEL`; `--fresh` deletes the Q8_0 cache first, to time the
-//! re-quantisation.
+//! `--model` defaults to `WASIT_LOCAL_MODEL`; `--fresh` deletes the cache first, to time the
+//! re-quantisation; `--quant q4_0` measures Q4_0 weights instead of Q8_0.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use runtime::llm::local::{CACHE_FILE, LocalConfig, LocalModel};
+use runtime::llm::local::{LocalConfig, LocalModel, cache_path};
 use runtime::llm::tokens::TiktokenCounter;
 use runtime::llm::{ChatMessage, ChatModel, ChatRequest, ToolChoice};
 
@@ -75,8 +75,16 @@ fn main() {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("WASIT_LOCAL_MODEL").map(PathBuf::from))
         .expect("--model PATH or WASIT_LOCAL_MODEL (run scripts/fetch-model)");
+    let config = LocalConfig {
+        quantisation: match arg("--quant").as_deref() {
+            None | Some("q8_0") => candle_core::quantized::GgmlDType::Q8_0,
+            Some("q4_0") => candle_core::quantized::GgmlDType::Q4_0,
+            Some(other) => panic!("--quant is q8_0 (default) or q4_0, not {other}"),
+        },
+        ..LocalConfig::default()
+    };
     if std::env::args().any(|a| a == "--fresh") {
-        let _ = std::fs::remove_file(path.with_file_name(CACHE_FILE));
+        let _ = std::fs::remove_file(cache_path(&path, config.quantisation));
     }
     println!(
         "machine: {} cores; model {}",
@@ -85,12 +93,14 @@ fn main() {
     );
 
     let started = Instant::now();
-    let model = LocalModel::load(&path, LocalConfig::default()).expect("the model loads");
+    let config_quant = config.quantisation;
+    let model = LocalModel::load(&path, config).expect("the model loads");
     println!(
-        "load: {:.2} s ({}), peak RSS {:.0} MiB",
+        "load ({:?}): {:.2} s ({}), peak RSS {:.0} MiB",
+        config_quant,
         started.elapsed().as_secs_f64(),
         if model.requantised {
-            "re-quantised to Q8_0 and cached"
+            "re-quantised and cached"
         } else {
             "from the Q8_0 cache"
         },
