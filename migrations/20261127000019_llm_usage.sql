@@ -47,7 +47,11 @@ GRANT SELECT, INSERT ON notification_once TO wasit_app;
 CREATE FUNCTION wasit_notify_admins_once(p_key text, p_kind text, p_title text, p_body text, p_data jsonb)
     RETURNS integer LANGUAGE sql AS $$
         WITH first AS (
-            INSERT INTO notification_once (tenant_id, key) VALUES (wasit_current_tenant(), p_key)
+            -- The key is spent only when someone hears: an admin added later is still told.
+            INSERT INTO notification_once (tenant_id, key)
+            SELECT wasit_current_tenant(), p_key
+            WHERE EXISTS (SELECT 1 FROM users
+                          WHERE tenant_id = wasit_current_tenant() AND disabled_at IS NULL AND role = 'admin')
             ON CONFLICT DO NOTHING
             RETURNING tenant_id),
         sent AS (

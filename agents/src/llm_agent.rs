@@ -98,6 +98,24 @@ fn budget_reached(input: &TurnInput) -> Option<(&'static str, String)> {
     None
 }
 
+/// Tokens the summary takes in the system prompt (with its heading).
+fn summary_tokens(counter: &dyn TokenCounter, summary: Option<&str>) -> u32 {
+    summary.map_or(0, |s| counter.count(s) + 8)
+}
+
+/// Room kept for a new rolling summary: the summary call's output budget and its heading.
+const SUMMARY_RESERVE: u32 = SUMMARY_MAX_TOKENS + 8;
+
+/// `text` cut (keeping its newest part) until it is at most `max` tokens.
+fn shorten_to(counter: &dyn TokenCounter, text: &str, max: u32) -> String {
+    let mut chars: Vec<char> = text.chars().collect();
+    while !chars.is_empty() && counter.count(&chars.iter().collect::<String>()) > max {
+        let cut = chars.len() / 4 + 1;
+        chars.drain(..cut.min(chars.len()));
+    }
+    chars.into_iter().collect()
+}
+
 /// What the contact hears when the tenant's model budget is spent.
 pub fn budget_message(language: Language) -> &'static str {
     match language {
@@ -157,11 +175,15 @@ impl std::fmt::Debug for Budget {
 impl Budget {
     /// The history that fits with `summary` in the system prompt.
     pub fn fit(&self, summary: Option<&str>) -> tokens::Fit {
-        let summary_tokens = summary.map_or(0, |s| self.counter.count(s) + 8);
+        self.fit_reserving(summary_tokens(self.counter.as_ref(), summary))
+    }
+
+    /// The history that fits with `reserved` tokens kept for the summary.
+    pub fn fit_reserving(&self, reserved: u32) -> tokens::Fit {
         tokens::fit(
             self.window,
             self.output,
-            self.fixed_without_summary + summary_tokens,
+            self.fixed_without_summary + reserved,
             &self.history_tokens,
         )
     }
@@ -262,27 +284,32 @@ impl LlmAgent {
         }
 
         let budget = self.measure(&prompt, llm, &model, &input)?;
+        // Without any summary, the fixed parts must fit; otherwise no amount of trimming helps
+        // (checked before a summary is paid for).
+        let bare = budget.fit(None);
+        if bare.overflow {
+            return Err(TurnError::Permanent(format!(
+                "the prompt, tools and new messages ({} tokens) do not fit the {}-token window of {model} with {} tokens of output",
+                bare.prompt_tokens, budget.window, budget.output
+            )));
+        }
         let mut summary = input.summary.clone();
-        let mut fit = budget.fit(summary.as_deref());
+        let mut fit =
+            budget.fit_reserving(summary_tokens(budget.counter.as_ref(), summary.as_deref()));
         let mut summary_update = None;
         if fit.keep_from > 0 {
+            // Room for the new summary first, so everything it leaves out of the request is in it.
+            fit = budget.fit_reserving(SUMMARY_RESERVE);
             let dropped = &input.history[..fit.keep_from];
             let text = self
                 .summarise(llm, &model, summary.as_deref(), dropped, &mut audit)
                 .await;
+            let text = shorten_to(budget.counter.as_ref(), &text, SUMMARY_RESERVE - 8);
             summary = Some(text.clone());
             summary_update = Some(SummaryUpdate {
                 text,
                 through_seq: dropped.last().map_or(0, |h| h.seq),
             });
-            // The new summary may be longer than the old one: fit again with it.
-            fit = budget.fit(summary.as_deref());
-        }
-        if fit.overflow {
-            return Err(TurnError::Permanent(format!(
-                "the prompt, tools and new messages ({} tokens) do not fit the {}-token window of {model} with {} tokens of output",
-                fit.prompt_tokens, budget.window, budget.output
-            )));
         }
         let (system, mut messages) = budget.request(&input, fit, summary.as_deref());
         let tools = budget.tools.clone();
@@ -308,7 +335,7 @@ impl LlmAgent {
                 max_output_tokens: output,
             };
             let response = llm.chat(&request).await.map_err(turn_error)?;
-            self.count_call(llm, &mut audit, &response);
+            self.count_call(llm, &model, &mut audit, &response);
             if response.tool_calls.is_empty() {
                 reply = response.text.filter(|t| !t.trim().is_empty());
                 break;
@@ -424,16 +451,26 @@ impl LlmAgent {
         Ok((system, messages, budget.tools))
     }
 
-    fn count_call(&self, llm: &Llm, audit: &mut TurnAudit, response: &runtime::llm::ChatResponse) {
+    /// Adds a call to the audit. It is priced by the model asked for (endpoints report dated
+    /// snapshots such as `gpt-4o-mini-2024-07-18`), else by the model that answered.
+    fn count_call(
+        &self,
+        llm: &Llm,
+        requested: &str,
+        audit: &mut TurnAudit,
+        response: &runtime::llm::ChatResponse,
+    ) {
         audit.calls += 1;
         audit.tokens_in += response.tokens_in;
         audit.tokens_out += response.tokens_out;
         if !response.model.is_empty() {
             audit.model = response.model.clone();
         }
-        audit.cost_micros += llm
-            .price(&audit.model)
-            .cost_micros(response.tokens_in, response.tokens_out);
+        let mut price = llm.price(requested);
+        if price == runtime::llm::Price::default() {
+            price = llm.price(&response.model);
+        }
+        audit.cost_micros += price.cost_micros(response.tokens_in, response.tokens_out);
     }
 
     /// Folds `dropped` (history leaving the window) into the rolling summary with one model call;
@@ -471,7 +508,7 @@ impl LlmAgent {
         };
         let summary = match llm.chat(&request).await {
             Ok(response) => {
-                self.count_call(llm, audit, &response);
+                self.count_call(llm, model, audit, &response);
                 response.text.filter(|t| !t.trim().is_empty())
             }
             Err(e) => {

@@ -139,9 +139,23 @@ pub async fn get_llm_settings(
 pub async fn put_llm_settings(
     State(state): State<AppState>,
     auth: AuthUser,
-    crate::extract::ApiJson(req): crate::extract::ApiJson<runtime::llm::TenantLlmSettings>,
+    crate::extract::ApiJson(body): crate::extract::ApiJson<serde_json::Value>,
 ) -> Result<Json<runtime::llm::TenantLlmSettings>, ApiError> {
     auth.require(Role::ADMINS)?;
+    let keys = body
+        .as_object()
+        .ok_or_else(|| ApiError::Invalid("the settings are a JSON object".into()))?;
+    if let Some(unknown) = keys
+        .keys()
+        .find(|k| !runtime::llm::TenantLlmSettings::KEYS.contains(&k.as_str()))
+    {
+        return Err(ApiError::Invalid(format!(
+            "unknown setting {unknown:?}; known: {}",
+            runtime::llm::TenantLlmSettings::KEYS.join(", ")
+        )));
+    }
+    let req: runtime::llm::TenantLlmSettings =
+        serde_json::from_value(body).map_err(|e| ApiError::Invalid(e.to_string()))?;
     check_llm_settings(&req)?;
     let mut tx = auth.begin(&state.db).await?;
     let before = read_llm_settings(&mut tx).await?;

@@ -1,6 +1,7 @@
 //! `GET /metrics`: Prometheus text format. Language-model usage per tenant, agent and model
 //! comes from `llm_usage` (so every node reports the same, durable numbers), read through the
-//! platform role. Serve it to your monitoring only: labels name tenants.
+//! platform role. Labels name tenants, so it answers superadmins only: give Prometheus a
+//! superadmin token (`wasit token --tenant S --role superadmin`) as its bearer token.
 
 use std::fmt::Write;
 
@@ -9,6 +10,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
+use crate::auth::{AuthUser, Role};
+use crate::error::ApiError;
 
 #[derive(sqlx::FromRow)]
 struct Row {
@@ -29,13 +32,14 @@ fn label(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-pub async fn metrics(State(state): State<AppState>) -> Response {
+pub async fn metrics(State(state): State<AppState>, auth: AuthUser) -> Result<Response, ApiError> {
+    auth.require(&[Role::Superadmin])?;
     let Some(pool) = state.platform.as_ref() else {
-        return (
+        return Ok((
             StatusCode::SERVICE_UNAVAILABLE,
             "metrics need the platform pool\n",
         )
-            .into_response();
+            .into_response());
     };
     let rows: Result<Vec<Row>, runtime::Error> = async {
         let mut tx = runtime::db::begin_platform(pool).await?;
@@ -56,11 +60,11 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         Ok(rows) => rows,
         Err(e) => {
             tracing::warn!(error = %e, "metrics: reading usage failed");
-            return (
+            return Ok((
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the database is unavailable\n",
             )
-                .into_response();
+                .into_response());
         }
     };
     let mut out = String::new();
@@ -98,12 +102,12 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             );
         }
     }
-    (
+    Ok((
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         out,
     )
-        .into_response()
+        .into_response())
 }

@@ -194,7 +194,11 @@ async fn complete(State(shared): State<Shared>, Json(request): Json<Value>) -> R
         reply = *inner;
     }
     let n = shared.counter.fetch_add(1, Ordering::SeqCst);
-    let model = request["model"].as_str().unwrap_or("fake-model").to_owned();
+    // Like OpenAI, answer with the dated snapshot of the model asked for.
+    let model = format!(
+        "{}-2024-07-18",
+        request["model"].as_str().unwrap_or("fake-model")
+    );
     let prompt_tokens = request.to_string().chars().count() as u64 / 4;
     let streaming = request["stream"] == true;
     let id = format!("chatcmpl-fake{n}");

@@ -216,7 +216,8 @@ async fn a_tenant_at_its_cap_is_handed_to_a_human_and_others_are_unaffected() {
     let usage = h.app.get_json("/api/v1/analytics/llm-usage", &admin).await;
     assert_eq!(usage["totals"]["calls"], 1, "{usage}");
     assert_eq!(usage["items"][0]["agent"], "sales");
-    assert_eq!(usage["items"][0]["model"], "gpt-4o-mini");
+    // The model that answered (a dated snapshot), priced as the model asked for.
+    assert_eq!(usage["items"][0]["model"], "gpt-4o-mini-2024-07-18");
     let (tin, tout) = (
         usage["items"][0]["tokens_in"].as_i64().unwrap(),
         usage["items"][0]["tokens_out"].as_i64().unwrap(),
@@ -239,10 +240,20 @@ async fn a_tenant_at_its_cap_is_handed_to_a_human_and_others_are_unaffected() {
         "each tenant sees only its own usage"
     );
 
-    let metrics = h.app.get("/metrics", None).await.text().await.unwrap();
+    // Labels name tenants: only superadmins read it.
+    assert_eq!(h.app.get("/metrics", None).await.status(), 401);
+    assert_eq!(h.app.get("/metrics", Some(&admin)).await.status(), 403);
+    let superadmin = h.app.user_token(h.tenant, Role::Superadmin).await;
+    let metrics = h
+        .app
+        .get("/metrics", Some(&superadmin))
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(
         metrics.contains(
-            "wasit_llm_calls_total{tenant=\"riyadh-gold\",agent=\"sales\",model=\"gpt-4o-mini\"} 1"
+            "wasit_llm_calls_total{tenant=\"riyadh-gold\",agent=\"sales\",model=\"gpt-4o-mini-2024-07-18\"} 1"
         ),
         "{metrics}"
     );

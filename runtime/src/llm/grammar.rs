@@ -40,18 +40,25 @@ pub fn tool_call(tools: &[ToolSpec], d: &mut dyn Decoder) -> Result<(String, Str
         out: String::new(),
     };
     w.force("{\"name\": \"")?;
-    let names: Vec<String> = tools.iter().map(|t| t.name.clone()).collect();
-    let (name, used) = w.choose(&names, "\", \"arguments\": ")?;
+    // Options are written as JSON string contents: a quote or backslash in one stays valid.
+    let names: Vec<String> = tools.iter().map(|t| escaped(&t.name)).collect();
+    let (chosen, used) = w.choose(&names, "\", \"arguments\": ")?;
     w.force(&"\", \"arguments\": "[used..])?;
     let tool = tools
         .iter()
-        .find(|t| t.name == name)
-        .ok_or_else(|| format!("chose an unknown tool {name:?}"))?;
+        .find(|t| escaped(&t.name) == chosen)
+        .ok_or_else(|| format!("chose an unknown tool {chosen:?}"))?;
     let start = w.out.len();
     let used = w.value(&tool.parameters, "}")?;
     let arguments = w.out[start..].to_owned();
     w.force(&"}"[used..])?;
-    Ok((name, arguments))
+    Ok((tool.name.clone(), arguments))
+}
+
+/// `s` as it appears between the quotes of a JSON string.
+fn escaped(s: &str) -> String {
+    let quoted = Value::String(s.to_owned()).to_string();
+    quoted[1..quoted.len() - 1].to_owned()
 }
 
 struct Writer<'a> {
@@ -83,7 +90,7 @@ impl Writer<'_> {
         if let Some(options) = schema.get("enum").and_then(Value::as_array) {
             let strings: Vec<String> = options
                 .iter()
-                .filter_map(|o| o.as_str().map(str::to_owned))
+                .filter_map(|o| o.as_str().map(escaped))
                 .collect();
             if !strings.is_empty() {
                 self.force("\"")?;
@@ -425,7 +432,7 @@ mod tests {
                 description: "book".into(),
                 parameters: json!({"type": "object", "additionalProperties": false,
                     "properties": {
-                        "day": {"type": "string", "enum": ["monday", "mon", "tuesday"]},
+                        "day": {"type": "string", "enum": ["monday", "mon", "tuesday", "say \"hi\"\\"]},
                         "minutes": {"type": "integer"},
                         "price": {"type": "number"},
                         "confirmed": {"type": "boolean"},
@@ -441,8 +448,9 @@ mod tests {
         let vocab = vec![
             "\"", "}", "{", "\",", "\"}", "hello", " world", "\\", "\n", "book", "_meeting", "esc",
             "alate", "mon", "day", "tues", "1", "2", "0", "-", ".", "5", ",", " ", "tr", "ue",
-            "false", "true", "x", "]", "\"]", "\u{FFFD}", "ذهب",
+            "false", "true", "x", "]", "\"]", "\u{FFFD}", "ذهب", "say", " \\\"", "hi\\\"", "\\\\",
         ];
+        let mut days = Vec::new();
         for seed in 0..40 {
             let mut d = Scripted {
                 vocab: vocab.clone(),
@@ -459,7 +467,10 @@ mod tests {
             let tool = tools().into_iter().find(|t| t.name == name).unwrap();
             validate(&tool.parameters, &parsed)
                 .unwrap_or_else(|e| panic!("seed {seed}: {e}: {args}"));
+            days.push(parsed["day"].clone());
         }
+        // An option with a quote and a backslash comes out escaped, and back whole.
+        assert!(days.contains(&json!("say \"hi\"\\")), "{days:?}");
     }
 
     #[test]

@@ -176,6 +176,18 @@ pub struct PriceTable {
     prices: HashMap<String, Price>,
 }
 
+impl TenantLlmSettings {
+    /// Every key, for the API's check of what it is given.
+    pub const KEYS: &[&str] = &[
+        "model",
+        "agent_models",
+        "daily_tokens",
+        "monthly_tokens",
+        "daily_cost_usd",
+        "monthly_cost_usd",
+    ];
+}
+
 impl PriceTable {
     const BUILT_IN: &[(&str, f64, f64)] = &[
         ("gpt-4o-mini", 0.15, 0.60),
@@ -229,14 +241,35 @@ impl PriceTable {
         Ok(Self { prices })
     }
 
+    /// The price of `model`; a dated snapshot (`gpt-4o-mini-2024-07-18`, as endpoints report
+    /// the model they ran) costs what its undated name costs unless listed itself.
     pub fn price(&self, model: &str) -> Price {
-        self.prices.get(model).copied().unwrap_or_default()
+        if let Some(p) = self.prices.get(model) {
+            return *p;
+        }
+        let mut parts: Vec<&str> = model.rsplitn(4, '-').collect();
+        parts.reverse();
+        match parts.as_slice() {
+            [base, y, m, d]
+                if y.len() == 4
+                    && m.len() == 2
+                    && d.len() == 2
+                    && [y, m, d]
+                        .iter()
+                        .all(|p| p.bytes().all(|b| b.is_ascii_digit())) =>
+            {
+                self.prices.get(*base).copied().unwrap_or_default()
+            }
+            _ => Price::default(),
+        }
     }
 }
 
 /// Model choice for one tenant, from `tenants.settings -> 'llm'`.
+/// Reading is lenient (a key this version does not know never drops the caps); the API refuses
+/// unknown keys on write ([`TenantLlmSettings::KEYS`]).
 #[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, serde::Serialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct TenantLlmSettings {
     /// The tenant's model for every agent.
     pub model: Option<String>,
@@ -371,6 +404,9 @@ mod tests {
         assert_eq!(table.price("gpt-4o-mini").input_per_mtok, 1.0);
         assert_eq!(table.price("gpt-4o").output_per_mtok, 10.0);
         assert_eq!(table.price("unknown"), Price::default());
+        assert_eq!(table.price("gpt-4o-2024-08-06"), table.price("gpt-4o"));
+        assert_eq!(table.price("gpt-4o-mini-2024-07-18").input_per_mtok, 1.0);
+        assert_eq!(table.price("gpt-4o-x-2024"), Price::default());
         // 1,000 in at $1/M + 500 out at $2/M = $0.002 = 2,000 micro-dollars.
         assert_eq!(table.price("gpt-4o-mini").cost_micros(1000, 500), 2000);
         let err = PriceTable::parse(Some("gpt-4o=cheap")).unwrap_err();
@@ -379,13 +415,12 @@ mod tests {
     }
 
     #[test]
-    fn tenant_settings_refuse_unknown_keys() {
-        let ok: TenantLlmSettings =
-            serde_json::from_value(serde_json::json!({"model": "gpt-4o", "daily_tokens": 10}))
-                .unwrap();
-        assert_eq!(ok.daily_tokens, Some(10));
-        assert!(
-            serde_json::from_value::<TenantLlmSettings>(serde_json::json!({"modle": "x"})).is_err()
-        );
+    fn tenant_settings_keep_their_caps_beside_unknown_keys() {
+        let s: TenantLlmSettings = serde_json::from_value(
+            serde_json::json!({"model": "gpt-4o", "daily_tokens": 10, "from_a_newer_version": 1}),
+        )
+        .unwrap();
+        assert_eq!(s.daily_tokens, Some(10));
+        assert_eq!(TenantLlmSettings::KEYS.len(), 6);
     }
 }

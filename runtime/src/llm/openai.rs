@@ -84,6 +84,8 @@ impl Default for ProviderConfig {
 struct Failure {
     error: LlmError,
     retry_after: Option<Duration>,
+    /// A 429: the endpoint is up and asks us to slow down.
+    rate_limited: bool,
 }
 
 impl From<LlmError> for Failure {
@@ -91,6 +93,7 @@ impl From<LlmError> for Failure {
         Self {
             error,
             retry_after: None,
+            rate_limited: false,
         }
     }
 }
@@ -162,11 +165,7 @@ impl OpenAiProvider {
                     retry_in: open.0,
                 });
             }
-            let result = match tokio::time::timeout(self.timeout, attempt()).await {
-                Ok(result) => result,
-                Err(_) => Err((LlmError::Timeout(self.timeout).into(), true)),
-            };
-            match result {
+            match attempt().await {
                 Ok(value) => {
                     self.breaker.succeeded();
                     return Ok(value);
@@ -177,13 +176,17 @@ impl OpenAiProvider {
                         self.breaker.succeeded();
                         return Err(failure.error);
                     }
-                    self.breaker.failed();
                     let pause = if retryable {
                         self.policy.pause(n, failure.retry_after)
                     } else {
                         None
                     };
                     let Some(pause) = pause else {
+                        // The call failed after its retries: one failure for the breaker, unless
+                        // the endpoint only asked us to slow down (429), which is not an outage.
+                        if !failure.rate_limited {
+                            self.breaker.failed();
+                        }
                         return Err(failure.error);
                     };
                     tracing::warn!(endpoint = %self.endpoint, attempt = n, ?pause, error = %failure.error, "model call failed; retrying");
@@ -416,7 +419,10 @@ impl ChatModel for OpenAiProvider {
                 let body = body.clone();
                 let (stream, emitted) = (stream.as_ref(), &emitted);
                 async move {
-                    let result = self.once(body, stream, emitted).await;
+                    let result =
+                        tokio::time::timeout(self.timeout, self.once(body, stream, emitted))
+                            .await
+                            .unwrap_or_else(|_| Err(LlmError::Timeout(self.timeout).into()));
                     // Once text has reached the caller, a retry would repeat it: fail instead.
                     result.map_err(|f| (f, !emitted.load(Ordering::Relaxed)))
                 }
@@ -440,11 +446,15 @@ impl ChatModel for OpenAiProvider {
                 .with_retries(|| {
                     let request = request.clone();
                     async move {
-                        self.client
-                            .embeddings()
-                            .create(request)
-                            .await
-                            .map_err(|e| (classify(e), true))
+                        match tokio::time::timeout(
+                            self.timeout,
+                            self.client.embeddings().create(request),
+                        )
+                        .await
+                        {
+                            Ok(result) => result.map_err(|e| (classify(e), true)),
+                            Err(_) => Err((LlmError::Timeout(self.timeout).into(), true)),
+                        }
                     }
                 })
                 .await?;
@@ -533,6 +543,7 @@ fn classify(e: OpenAIError) -> Failure {
             Ok(status) => Failure {
                 error: LlmError::Unavailable(status.to_string()),
                 retry_after: status.retry_after,
+                rate_limited: status.status == 429,
             },
             Err(other) => LlmError::Unavailable(other.to_string()).into(),
         },

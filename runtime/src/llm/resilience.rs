@@ -83,8 +83,11 @@ enum BreakerState {
     Open {
         until: Instant,
     },
-    /// One probe is in flight.
-    HalfOpen,
+    /// One probe is in flight since then. A probe that never reports (its caller was dropped)
+    /// gives way to another after the cooldown.
+    HalfOpen {
+        since: Instant,
+    },
 }
 
 /// The breaker refused a call: try again after this long.
@@ -108,13 +111,21 @@ impl CircuitBreaker {
             BreakerState::Open { until } => {
                 let now = Instant::now();
                 if now >= until {
-                    *state = BreakerState::HalfOpen;
+                    *state = BreakerState::HalfOpen { since: now };
                     Ok(())
                 } else {
                     Err(Open(until - now))
                 }
             }
-            BreakerState::HalfOpen => Err(Open(self.cooldown)),
+            BreakerState::HalfOpen { since } => {
+                let now = Instant::now();
+                if now >= since + self.cooldown {
+                    *state = BreakerState::HalfOpen { since: now };
+                    Ok(())
+                } else {
+                    Err(Open(since + self.cooldown - now))
+                }
+            }
         }
     }
 
@@ -131,7 +142,7 @@ impl CircuitBreaker {
                     failures: failures + 1,
                 }
             }
-            BreakerState::Closed { .. } | BreakerState::HalfOpen => {
+            BreakerState::Closed { .. } | BreakerState::HalfOpen { .. } => {
                 tracing::warn!(cooldown = ?self.cooldown, "model endpoint failing: circuit breaker open");
                 BreakerState::Open {
                     until: Instant::now() + self.cooldown,
@@ -214,6 +225,9 @@ mod tests {
         assert!(breaker.acquire().is_err(), "a failed probe opens it again");
         std::thread::sleep(Duration::from_millis(60));
         assert!(breaker.acquire().is_ok());
+        // A probe whose caller vanished (no success, no failure) does not wedge the breaker.
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(breaker.acquire().is_ok(), "a new probe after the cooldown");
         breaker.succeeded();
         assert!(breaker.acquire().is_ok() && !breaker.is_open());
     }

@@ -22,8 +22,9 @@ pub trait TokenCounter: Send + Sync {
     fn count(&self, text: &str) -> u32;
 }
 
-/// Tokens a chat format adds around each message (role markers and separators).
-pub const MESSAGE_OVERHEAD: u32 = 4;
+/// Tokens a chat format adds around each message (ChatML: `<|im_start|>`, the role, a newline,
+/// `<|im_end|>`, a newline).
+pub const MESSAGE_OVERHEAD: u32 = 5;
 /// Tokens the reply is primed with (`<|im_start|>assistant\n` and the like).
 pub const REPLY_PRIMING: u32 = 3;
 
@@ -261,10 +262,14 @@ pub struct Fit {
     pub overflow: bool,
 }
 
-/// Keeps the newest history that fits in `window - max_output - fixed`. `history` holds each
+/// Keeps the newest history that fits in `window - max_output - fixed`, less a 5 % margin. `history` holds each
 /// item's tokens (overhead included), oldest first. Runs in O(kept) and never re-counts text.
 pub fn fit(window: u32, max_output: u32, fixed: u32, history: &[u32]) -> Fit {
-    let budget = window.saturating_sub(max_output);
+    // A margin for what is not counted exactly: chat-format differences between vendors, the
+    // embedded model's tool instructions, and a tool round's call and result.
+    let budget = window
+        .saturating_sub(max_output)
+        .saturating_sub(window / 20);
     if fixed > budget {
         return Fit {
             keep_from: history.len(),
