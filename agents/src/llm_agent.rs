@@ -103,6 +103,10 @@ fn summary_tokens(counter: &dyn TokenCounter, summary: Option<&str>) -> u32 {
     summary.map_or(0, |s| counter.count(s) + 8)
 }
 
+/// History (messages since the summary) beyond which the oldest are summarised anyway, so a turn
+/// never has more than `runtime::turn::HISTORY_LIMIT` to load.
+const SUMMARISE_BEYOND: usize = (runtime::turn::HISTORY_LIMIT as usize) * 3 / 4;
+
 /// Room kept for a new rolling summary: the summary call's output budget and its heading.
 const SUMMARY_RESERVE: u32 = SUMMARY_MAX_TOKENS + 8;
 
@@ -297,9 +301,17 @@ impl LlmAgent {
         let mut fit =
             budget.fit_reserving(summary_tokens(budget.counter.as_ref(), summary.as_deref()));
         let mut summary_update = None;
-        if fit.keep_from > 0 {
+        // A turn loads at most HISTORY_LIMIT messages since the summary: a long conversation is
+        // summarised before it gets there, even when a big window holds it all.
+        let long = input.history.len() > SUMMARISE_BEYOND;
+        if fit.keep_from > 0 || long {
             // Room for the new summary first, so everything it leaves out of the request is in it.
             fit = budget.fit_reserving(SUMMARY_RESERVE);
+            if long {
+                fit.keep_from = fit
+                    .keep_from
+                    .max(input.history.len() - SUMMARISE_BEYOND / 2);
+            }
             let dropped = &input.history[..fit.keep_from];
             let text = self
                 .summarise(llm, &model, summary.as_deref(), dropped, &mut audit)
