@@ -447,6 +447,20 @@ async fn merge_contacts(tx: &mut TenantTx, from: ContactId, into: ContactId) -> 
         }
         (Some(fc), Some(ic)) => {
             for sql in [
+                // Rolling summaries merge, and no moved message hides behind the target's summary:
+                // the target's summary point moves before the first moved message that the
+                // source's summary did not cover (before the messages move).
+                "UPDATE conversations t SET
+                     summary = left(nullif(concat_ws(E'\n', s.summary, t.summary), ''), 8000),
+                     summary_through_seq = CASE WHEN t.summary_through_seq IS NULL THEN NULL
+                         ELSE least(t.summary_through_seq, coalesce(
+                             (SELECT min(m.seq) - 1 FROM messages m
+                              WHERE m.tenant_id = wasit_current_tenant() AND m.conversation_id = $1
+                                AND m.seq > coalesce(s.summary_through_seq, 0)),
+                             t.summary_through_seq)) END
+                 FROM conversations s
+                 WHERE t.tenant_id = wasit_current_tenant() AND t.id = $2
+                   AND s.tenant_id = wasit_current_tenant() AND s.id = $1",
                 "UPDATE messages SET conversation_id = $2 WHERE tenant_id = wasit_current_tenant() AND conversation_id = $1",
                 "UPDATE ai_conversations SET conversation_id = $2,
                      turn_seq = turn_seq + (SELECT turn_seq FROM conversations WHERE tenant_id = wasit_current_tenant() AND id = $2)

@@ -271,7 +271,40 @@ async fn phone_and_bsuid_contacts_merge_when_a_payload_carries_both() {
         assert_eq!(app.post_whatsapp(&meta_bytes(&body)).await.status(), 200);
     }
     assert_eq!(app.count("SELECT count(*) FROM contacts").await, 2);
+    // Rolling summaries on both sides: the phone side's reaches past the other side's message.
+    let admin = &app.test_db.db().admin;
+    let w2_seq: i64 =
+        sqlx::query_scalar("SELECT seq FROM messages WHERE provider_message_id = 'w2'")
+            .fetch_one(admin)
+            .await
+            .unwrap();
+    for (message, summary, through) in [("w1", "ملخص أ", Some(w2_seq)), ("w2", "ملخص ب", None)]
+    {
+        sqlx::query(
+            "UPDATE conversations SET summary = $2, summary_through_seq = $3
+             WHERE id = (SELECT conversation_id FROM messages WHERE provider_message_id = $1)",
+        )
+        .bind(message)
+        .bind(summary)
+        .bind(through)
+        .execute(admin)
+        .await
+        .unwrap();
+    }
     assert_eq!(app.post_whatsapp(&meta_bytes(&both)).await.status(), 200);
+    let (summary, through): (String, Option<i64>) =
+        sqlx::query_as("SELECT summary, summary_through_seq FROM conversations")
+            .fetch_one(admin)
+            .await
+            .unwrap();
+    assert!(
+        summary.contains("ملخص أ") && summary.contains("ملخص ب"),
+        "{summary}"
+    );
+    assert!(
+        through.is_none_or(|t| t < w2_seq),
+        "a moved message the source's summary did not cover stays visible: {through:?}"
+    );
     assert_eq!(app.count("SELECT count(*) FROM contacts").await, 1);
     assert_eq!(app.count("SELECT count(*) FROM conversations").await, 1);
     assert_eq!(
