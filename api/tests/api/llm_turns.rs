@@ -317,3 +317,43 @@ async fn a_model_outage_past_the_retries_ends_in_an_apology_and_a_human() {
         1
     );
 }
+
+/// With no `LLM_BASE_URL`, the embedded model answers a real WhatsApp turn, offline, through the
+/// whole runtime (`scripts/test` fetches it and sets `WASIT_LOCAL_MODEL`).
+#[tokio::test]
+async fn the_embedded_model_answers_a_turn_offline() {
+    let path = std::env::var_os("WASIT_LOCAL_MODEL")
+        .map(std::path::PathBuf::from)
+        .expect(
+            "WASIT_LOCAL_MODEL is unset: run the suite with scripts/test, which fetches the model",
+        );
+    let h = harness_full(
+        move |s| {
+            s.llm_base_url = None;
+            s.local_model = Some(path);
+        },
+        |_| {},
+    )
+    .await;
+    h.app
+        .post_whatsapp(&notification(&[text(
+            "e1",
+            "966500000040",
+            "Hello! What is the capital of France?",
+        )]))
+        .await;
+    let sent = h
+        .graph
+        .wait_for_delivered(1, Duration::from_secs(120))
+        .await;
+    let reply = sent[0].body["text"]["body"].as_str().unwrap_or_default();
+    assert!(!reply.trim().is_empty());
+    assert!(h.llm.requests().is_empty(), "no HTTP model was called");
+    let (model, tokens_out): (String, i32) =
+        sqlx::query_as("SELECT model, tokens_out FROM ai_conversations")
+            .fetch_one(&h.app.test_db.db().admin)
+            .await
+            .unwrap();
+    assert_eq!(model, runtime::llm::local::MODEL_NAME);
+    assert!(tokens_out > 0);
+}
