@@ -11,7 +11,9 @@ ALTER TABLE conversations
     -- The summary covers every message up to and including this sequence number.
     ADD COLUMN summary_through_seq bigint;
 
--- Usage, one row per tenant, UTC day, agent and model; turns add to it in their transaction.
+-- Usage per tenant, UTC day, agent and model; turns add to it in their transaction. Each key has
+-- up to 16 rows (`shard`, chosen at random per turn) so that a tenant's concurrent turns do not
+-- queue on one row lock; readers sum the shards.
 CREATE TABLE llm_usage (
     tenant_id    uuid NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
     day          date NOT NULL,
@@ -22,7 +24,8 @@ CREATE TABLE llm_usage (
     tokens_out   bigint NOT NULL DEFAULT 0 CHECK (tokens_out >= 0),
     -- Millionths of a US dollar, from the price table in settings.
     cost_micros  bigint NOT NULL DEFAULT 0 CHECK (cost_micros >= 0),
-    PRIMARY KEY (tenant_id, day, agent, model)
+    shard        smallint NOT NULL DEFAULT 0 CHECK (shard BETWEEN 0 AND 15),
+    PRIMARY KEY (tenant_id, day, agent, model, shard)
 );
 ALTER TABLE llm_usage ENABLE ROW LEVEL SECURITY;
 ALTER TABLE llm_usage FORCE ROW LEVEL SECURITY;

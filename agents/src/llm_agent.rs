@@ -100,15 +100,18 @@ fn budget_reached(input: &TurnInput) -> Option<(&'static str, String)> {
 
 /// Tokens the summary takes in the system prompt (with its heading).
 fn summary_tokens(counter: &dyn TokenCounter, summary: Option<&str>) -> u32 {
-    summary.map_or(0, |s| counter.count(s) + 8)
+    summary.map_or(0, |s| counter.count(s) + SUMMARY_HEADING_TOKENS)
 }
+
+/// Tokens of the heading the summary is introduced with in the system prompt (and its margin).
+const SUMMARY_HEADING_TOKENS: u32 = 8;
 
 /// History (messages since the summary) beyond which the oldest are summarised anyway, so a turn
 /// never has more than `runtime::turn::HISTORY_LIMIT` to load.
 const SUMMARISE_BEYOND: usize = (runtime::turn::HISTORY_LIMIT as usize) * 3 / 4;
 
 /// Room kept for a new rolling summary: the summary call's output budget and its heading.
-const SUMMARY_RESERVE: u32 = SUMMARY_MAX_TOKENS + 8;
+const SUMMARY_RESERVE: u32 = SUMMARY_MAX_TOKENS + SUMMARY_HEADING_TOKENS;
 
 /// `text` cut (keeping its newest part) until it is at most `max` tokens.
 fn shorten_to(counter: &dyn TokenCounter, text: &str, max: u32) -> String {
@@ -298,8 +301,7 @@ impl LlmAgent {
             )));
         }
         let mut summary = input.summary.clone();
-        let mut fit =
-            budget.fit_reserving(summary_tokens(budget.counter.as_ref(), summary.as_deref()));
+        let mut fit = budget.fit(summary.as_deref());
         let mut summary_update = None;
         // A turn loads at most HISTORY_LIMIT messages since the summary: a long conversation is
         // summarised before it gets there, even when a big window holds it all.
@@ -316,7 +318,7 @@ impl LlmAgent {
             let text = self
                 .summarise(llm, &model, summary.as_deref(), dropped, &mut audit)
                 .await;
-            let text = shorten_to(budget.counter.as_ref(), &text, SUMMARY_RESERVE - 8);
+            let text = shorten_to(budget.counter.as_ref(), &text, SUMMARY_MAX_TOKENS);
             summary = Some(text.clone());
             summary_update = Some(SummaryUpdate {
                 text,
@@ -324,10 +326,13 @@ impl LlmAgent {
             });
         }
         let (system, mut messages) = budget.request(&input, fit, summary.as_deref());
-        let tools = budget.tools.clone();
-        let counter = budget.counter.clone();
-        let counted = budget.counted;
-        let output = budget.output;
+        let Budget {
+            tools,
+            counter,
+            counted,
+            output,
+            ..
+        } = budget;
 
         let mut calls_log = Vec::new();
         let mut reply = None;

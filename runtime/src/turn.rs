@@ -590,10 +590,11 @@ pub async fn apply(
              FROM unnest($18::uuid[], $20::int[]) AS c(id, n)
              WHERE m.tenant_id = wasit_current_tenant() AND m.id = c.id),
          usage AS (
-             INSERT INTO llm_usage AS u (tenant_id, day, agent, model, calls, tokens_in, tokens_out, cost_micros)
-             SELECT wasit_current_tenant(), (now() AT TIME ZONE 'UTC')::date, $3, $5, $21, $6, $7, $22
+             INSERT INTO llm_usage AS u (tenant_id, day, agent, model, shard, calls, tokens_in, tokens_out, cost_micros)
+             SELECT wasit_current_tenant(), (now() AT TIME ZONE 'UTC')::date, $3, $5,
+                    floor(random() * 16)::smallint, $21, $6, $7, $22
              WHERE $21 > 0
-             ON CONFLICT (tenant_id, day, agent, model) DO UPDATE
+             ON CONFLICT (tenant_id, day, agent, model, shard) DO UPDATE
                  SET calls = u.calls + excluded.calls, tokens_in = u.tokens_in + excluded.tokens_in,
                      tokens_out = u.tokens_out + excluded.tokens_out,
                      cost_micros = u.cost_micros + excluded.cost_micros),

@@ -69,9 +69,11 @@ pub async fn llm_usage(
     }
     let mut tx = auth.begin(&state.db).await?;
     let items: Vec<UsageRow> = sqlx::query_as(
-        "SELECT day, agent, model, calls, tokens_in, tokens_out, cost_micros FROM llm_usage
+        "SELECT day, agent, model, sum(calls)::bigint AS calls, sum(tokens_in)::bigint AS tokens_in,
+                sum(tokens_out)::bigint AS tokens_out, sum(cost_micros)::bigint AS cost_micros
+         FROM llm_usage
          WHERE tenant_id = wasit_current_tenant() AND day >= $1 AND day < $2
-         ORDER BY day, agent, model",
+         GROUP BY day, agent, model ORDER BY day, agent, model",
     )
     .bind(from)
     .bind(to)

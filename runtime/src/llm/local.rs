@@ -95,6 +95,8 @@ pub fn cache_path(model: &Path, dtype: GgmlDType) -> PathBuf {
     }
 }
 
+/// Cheap to clone: a clone is another handle on the same weights.
+#[derive(Clone)]
 pub struct LocalModel {
     engine: Arc<Mutex<ModelWeights>>,
     tokenizer: Arc<Tokenizer>,
@@ -514,7 +516,7 @@ impl ChatModel for LocalModel {
         request: &'a ChatRequest,
         stream: Option<TextSink>,
     ) -> BoxFuture<'a, Result<ChatResponse, LlmError>> {
-        let this = self.clone_handle();
+        let this = self.clone();
         let request = request.clone();
         Box::pin(async move {
             tokio::task::spawn_blocking(move || this.generate(&request, stream.as_ref()))
@@ -541,22 +543,5 @@ impl ChatModel for LocalModel {
 
     fn context_window(&self, _model: &str) -> u32 {
         self.context_window
-    }
-}
-
-impl LocalModel {
-    /// A second handle on the same weights, for a blocking thread.
-    fn clone_handle(&self) -> Self {
-        Self {
-            engine: self.engine.clone(),
-            tokenizer: self.tokenizer.clone(),
-            vocab: self.vocab.clone(),
-            eos: self.eos,
-            context_window: self.context_window,
-            config: self.config.clone(),
-            counter: self.counter.clone(),
-            load_time: self.load_time,
-            requantised: self.requantised,
-        }
     }
 }
