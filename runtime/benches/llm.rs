@@ -1,18 +1,17 @@
-//! The LLM layer's own figures: the embedded model's load time (first load re-quantises to
-//! Q8_0; later loads read the cache), prompt and generation throughput and peak memory; and token
+//! The LLM layer's own figures: the embedded model's load time, prompt and generation throughput
+//! and peak memory; and token
 //! counting throughput (tiktoken's o200k_base and the local model's tokenizer) on mixed Arabic and
 //! English text. Not a pass/fail test: the figures go to docs/BENCHMARKS.md.
 //!
 //! ```text
-//! cargo bench -p runtime --bench llm -- [--model PATH] [--tokens 128] [--fresh]
+//! cargo bench -p runtime --bench llm -- [--model PATH] [--tokens 128] [--threads N]
 //! ```
-//! `--model` defaults to `WASIT_LOCAL_MODEL`; `--fresh` deletes the cache first, to time the
-//! re-quantisation; `--quant q4_0` measures Q4_0 weights instead of Q8_0.
+//! `--model` defaults to `WASIT_LOCAL_MODEL`; `--threads` defaults to one per core.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use runtime::llm::local::{LocalConfig, LocalModel, cache_path};
+use runtime::llm::local::{LocalConfig, LocalModel};
 use runtime::llm::tokens::TiktokenCounter;
 use runtime::llm::{ChatMessage, ChatModel, ChatRequest, ToolChoice};
 
@@ -75,17 +74,13 @@ fn main() {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("WASIT_LOCAL_MODEL").map(PathBuf::from))
         .expect("--model PATH or WASIT_LOCAL_MODEL (run scripts/fetch-model)");
+    let threads = arg("--threads")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let config = LocalConfig {
-        quantisation: match arg("--quant").as_deref() {
-            None | Some("q8_0") => candle_core::quantized::GgmlDType::Q8_0,
-            Some("q4_0") => candle_core::quantized::GgmlDType::Q4_0,
-            Some(other) => panic!("--quant is q8_0 (default) or q4_0, not {other}"),
-        },
+        threads,
         ..LocalConfig::default()
     };
-    if std::env::args().any(|a| a == "--fresh") {
-        let _ = std::fs::remove_file(cache_path(&path, config.quantisation));
-    }
     println!(
         "machine: {} cores; model {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -93,17 +88,10 @@ fn main() {
     );
 
     let started = Instant::now();
-    let config_quant = config.quantisation;
     let model = LocalModel::load(&path, config).expect("the model loads");
     println!(
-        "load ({:?}): {:.2} s ({}), peak RSS {:.0} MiB",
-        config_quant,
+        "load: {:.2} s, peak RSS {:.0} MiB",
         started.elapsed().as_secs_f64(),
-        if model.requantised {
-            "re-quantised and cached"
-        } else {
-            "from the Q8_0 cache"
-        },
         peak_rss_mib()
     );
 
@@ -149,7 +137,7 @@ fn main() {
     }
     rates.sort_by(f64::total_cmp);
     println!(
-        "generation: {:.1} tokens/s (median of 5, up to {tokens} tokens, 2 threads), peak RSS {:.0} MiB",
+        "generation: {:.1} tokens/s (median of 5, up to {tokens} tokens, {threads} threads), peak RSS {:.0} MiB",
         rates[2],
         peak_rss_mib()
     );

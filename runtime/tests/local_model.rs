@@ -140,3 +140,78 @@ async fn constrained_decoding_makes_the_small_model_call_tools_with_valid_argume
     runtime::llm::grammar::validate(&tool.parameters, &args)
         .unwrap_or_else(|e| panic!("{e}: {}", call.arguments));
 }
+
+/// Our forward pass (the `engine` crate) against candle's `quantized_llama` on the same file:
+/// the same next token after a real prompt, and logits within quantisation noise (ours quantises
+/// activations to 8 bits per block, as llama.cpp does; candle dequantises Q4_1 to f32).
+#[test]
+fn the_engine_agrees_with_candles_reference_implementation() {
+    use candle_core::quantized::gguf_file;
+    use candle_core::{Device, Tensor};
+    let path = std::env::var_os("WASIT_LOCAL_MODEL")
+        .map(PathBuf::from)
+        .expect("WASIT_LOCAL_MODEL is unset: run the suite with scripts/test");
+    let ids = model()
+        .encode(&LocalModel::prompt(&request(
+            "What is the capital of France?",
+            8,
+        )))
+        .unwrap();
+    let read = || {
+        let mut file = std::io::BufReader::new(std::fs::File::open(&path).unwrap());
+        let content = gguf_file::Content::read(&mut file).unwrap();
+        (content, file)
+    };
+    let (content, mut file) = read();
+    let mut ours = engine::Engine::load(&content, &mut file).unwrap();
+    let (content, mut file) = read();
+    let mut reference = candle_transformers::models::quantized_llama::ModelWeights::from_gguf(
+        content,
+        &mut file,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let argmax = |v: &[f32]| {
+        v.iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, _)| i)
+            .unwrap()
+    };
+    // The prompt in one batch, then one more token at a time: both paths of the engine.
+    let mut position = 0;
+    let mut next = ids;
+    for step in 0..4 {
+        let got = ours.forward(&next).unwrap();
+        let input = Tensor::new(next.as_slice(), &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let want: Vec<f32> = reference
+            .forward(&input, position)
+            .unwrap()
+            .squeeze(0)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(got.len(), want.len());
+        assert_eq!(
+            argmax(&got),
+            argmax(&want),
+            "step {step}: a different next token"
+        );
+        // Logits may shift as a whole (softmax ignores that); compare them centred.
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let shift = got.iter().zip(&want).map(|(a, b)| a - b).sum::<f32>() / got.len() as f32;
+        let worst = got
+            .iter()
+            .zip(&want)
+            .fold(0f32, |m, (a, b)| m.max((a - b - shift).abs()));
+        assert!(
+            worst < 0.06 * scale,
+            "step {step}: centred logits differ by {worst} (largest logit {scale})"
+        );
+        position += next.len();
+        next = vec![u32::try_from(argmax(&want)).unwrap()];
+    }
+}

@@ -314,8 +314,7 @@ impl Llm {
     }
 
     /// The provider the settings ask for: the OpenAI-compatible endpoint at `LLM_BASE_URL`, or
-    /// else the embedded model (loaded on a blocking thread; this takes a few seconds the first
-    /// time, when the model is re-quantised and cached).
+    /// else the embedded model (loaded on a blocking thread, in under a second).
     pub async fn from_settings(settings: &Settings) -> Result<Self, LlmError> {
         let prices =
             PriceTable::parse(settings.llm_prices.as_deref()).map_err(LlmError::NotConfigured)?;
