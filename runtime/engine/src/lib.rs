@@ -26,6 +26,8 @@ use rayon::prelude::*;
 const BLOCK: usize = 32;
 /// Rows per unit of parallel work in a matrix-vector product.
 const ROWS_PER_TASK: usize = 64;
+/// Positions of KV cache kept allocated between requests.
+const KEEP_POSITIONS: usize = 2048;
 
 /// A weight matrix in quantised blocks, row-major: row `r` is blocks `r*nb .. (r+1)*nb`.
 struct Matrix {
@@ -395,12 +397,17 @@ impl Engine {
         })
     }
 
-    /// Forgets every fed token (a new conversation).
+    /// Forgets every fed token (a new conversation). The cache keeps room for
+    /// [`KEEP_POSITIONS`] positions; a longer request's extra memory (up to 1.5 KiB per position
+    /// and layer at the full window) is given back.
     pub fn clear(&mut self) {
         self.position = 0;
+        let keep = KEEP_POSITIONS * self.shape.kv_dim();
         for layer in &mut self.layers {
-            layer.keys.clear();
-            layer.values.clear();
+            for cache in [&mut layer.keys, &mut layer.values] {
+                cache.clear();
+                cache.shrink_to(keep);
+            }
         }
     }
 
