@@ -2,8 +2,9 @@
 //! retrieval on Qdrant (embedded `qdrant-edge` by default, a Qdrant server with `QDRANT_URL`).
 //!
 //! Code map:
-//! - [`normalize`]: Arabic normalisation for matching (diacritics, alef/ya/ta-marbuta forms,
-//!   tatweel, Eastern Arabic digits).
+//! - [`normalize`]: Arabic-first text handling for matching: normalisation (NFKC, diacritics,
+//!   tatweel, alef/ya/ta-marbuta forms, digits, bidi marks), terms with the و/ب/ال prefixes taken
+//!   off, and language detection (Arabic, English, mixed).
 //! - `article`, `chunk`, `embed`, `index`, `search`: to come with the knowledge-base issue.
 //!
 //! Architecture invariant: `knowledge-base` depends on `runtime` only.
