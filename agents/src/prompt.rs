@@ -134,52 +134,15 @@ impl Prompt {
             line,
             message,
         };
-        let text = std::str::from_utf8(bytes).map_err(|e| {
-            let line = bytes[..e.valid_up_to()]
-                .iter()
-                .filter(|b| **b == b'\n')
-                .count()
-                + 1;
-            err(line, "the file is not valid UTF-8".into())
-        })?;
-        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let mut lines = text.split_inclusive('\n');
-        if lines.next().map(str::trim_end) != Some("+++") {
-            return Err(err(
-                1,
-                "a prompt file starts with a `+++` line, then TOML front matter, then `+++`".into(),
-            ));
-        }
-        let mut front_src = String::new();
-        let mut closing_line = None;
-        for (i, line) in lines.by_ref().enumerate() {
-            if line.trim_end() == "+++" {
-                closing_line = Some(i + 2);
-                break;
-            }
-            front_src.push_str(line);
-        }
-        let Some(closing_line) = closing_line else {
-            return Err(err(
-                1,
-                "the front matter is not closed by a `+++` line".into(),
-            ));
-        };
-        let template: String = lines.collect();
-
-        let front: FrontMatter = toml::from_str(&front_src).map_err(|e| {
-            let line = e
-                .span()
-                .map_or(0, |s| front_src[..s.start].matches('\n').count())
-                + 2;
+        let split = runtime::front_matter::split(bytes, "a prompt file")
+            .map_err(|(line, message)| err(line, message))?;
+        let front: FrontMatter = toml::from_str(&split.front).map_err(|e| {
+            let line = e.span().map_or(2, |s| split.line_at(s.start));
             err(line, format!("front matter: {}", e.message()))
         })?;
-        let front_line = |key: &str| {
-            front_src
-                .lines()
-                .position(|l| l.trim_start().starts_with(key))
-                .map_or(2, |i| i + 2)
-        };
+        let front_line = |key: &str| split.line_of(key);
+        let template = split.body.clone();
+        let closing_line = split.body_line - 1;
         if let Some(stem) = path.file_stem().and_then(|s| s.to_str())
             && stem != front.agent
         {

@@ -5,11 +5,14 @@
 //! - [`normalize`]: Arabic-first text handling for matching: normalisation (NFKC, diacritics,
 //!   tatweel, alef/ya/ta-marbuta forms, digits, bidi marks), terms with the و/ب/ال prefixes taken
 //!   off, and language detection (Arabic, English, mixed).
+//! - [`article`]: article files (`+++` TOML front matter: title, language, tags, sector) and
+//!   their content hash.
 //! - [`chunk`]: Markdown bodies into chunks by headings, paragraphs and sentences, within a token
 //!   budget, with overlap and the heading path of each chunk.
-//! - `article`, `embed`, `index`, `search`: to come with the knowledge-base issue.
+//! - `embed`, `index`, `search`: to come with the knowledge-base issue.
 //!
 //! Architecture invariant: `knowledge-base` depends on `runtime` only.
 
+pub mod article;
 pub mod chunk;
 pub mod normalize;

@@ -28,6 +28,7 @@
 pub mod actors;
 pub mod db;
 pub mod error;
+pub mod front_matter;
 pub mod http;
 pub mod ids;
 pub mod inbox;
