@@ -7,6 +7,8 @@
 //!   off, and language detection (Arabic, English, mixed).
 //! - [`article`]: article files (`+++` TOML front matter: title, language, tags, sector) and
 //!   their content hash.
+//! - [`bm25`]: the per-language analysers (Arabic and English stop lists, prefixes, plurals)
+//!   and BM25 sparse vectors for an index that applies IDF.
 //! - [`chunk`]: Markdown bodies into chunks by headings, paragraphs and sentences, within a token
 //!   budget, with overlap and the heading path of each chunk.
 //! - `embed`, `index`, `search`: to come with the knowledge-base issue.
@@ -14,5 +16,6 @@
 //! Architecture invariant: `knowledge-base` depends on `runtime` only.
 
 pub mod article;
+pub mod bm25;
 pub mod chunk;
 pub mod normalize;
