@@ -203,6 +203,59 @@ pub fn query_vector(text: &str) -> SparseVector {
     )
 }
 
+/// Inverse document frequency as Qdrant's `Modifier::Idf` computes it:
+/// `ln(1 + (n − df + 0.5) / (df + 0.5))` for a term in `df` of `n` documents.
+pub fn idf(n: usize, df: usize) -> f32 {
+    (1.0 + (n as f32 - df as f32 + 0.5) / (df as f32 + 0.5)).ln()
+}
+
+/// BM25 over documents held in memory: the reference the index backends are checked against,
+/// and the scorer of the retrieval evaluation.
+#[derive(Debug, Default)]
+pub struct MemoryIndex {
+    documents: Vec<SparseVector>,
+    /// Documents containing each term.
+    df: std::collections::HashMap<u32, usize>,
+}
+
+impl MemoryIndex {
+    /// Indexes `texts` (the collection's average length is computed from them first).
+    pub fn new<'a>(texts: impl IntoIterator<Item = &'a str>) -> Self {
+        let texts: Vec<&str> = texts.into_iter().collect();
+        let lengths: Vec<usize> = texts.iter().map(|t| index_terms(t).len()).collect();
+        let avg_len = lengths.iter().sum::<usize>() as f32 / lengths.len().max(1) as f32;
+        let mut index = Self::default();
+        for text in texts {
+            let (vector, _) = document_vector(text, avg_len);
+            for term in &vector.indices {
+                *index.df.entry(*term).or_default() += 1;
+            }
+            index.documents.push(vector);
+        }
+        index
+    }
+
+    /// The `limit` best documents for `query`, best first, as (position, score); documents
+    /// sharing no term with the query are not returned.
+    pub fn search(&self, query: &str, limit: usize) -> Vec<(usize, f32)> {
+        let n = self.documents.len();
+        let mut q = query_vector(query);
+        for (term, weight) in q.indices.iter().zip(q.values.iter_mut()) {
+            *weight = idf(n, self.df.get(term).copied().unwrap_or(0));
+        }
+        let mut scored: Vec<(usize, f32)> = self
+            .documents
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (i, q.dot(d)))
+            .filter(|(_, score)| *score > 0.0)
+            .collect();
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        scored.truncate(limit);
+        scored
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,6 +316,12 @@ mod tests {
         let twice = q.dot(&document_vector("ضمان ضمان", 1.0).0);
         let many = q.dot(&document_vector(&"ضمان ".repeat(50), 1.0).0);
         assert!(once < twice && twice < many && many < K1 + 1.0);
+        // Rare terms count for more than common ones.
+        let index = MemoryIndex::new(["ضمان ذهب", "سعر ذهب", "توصيل ذهب"]);
+        let hits = index.search("ضمان الذهب", 3);
+        assert_eq!(hits.first().map(|h| h.0), Some(0));
+        assert!(idf(3, 1) > idf(3, 3));
+        assert!(index.search("كلمة غائبة", 3).is_empty());
         // Query terms are distinct, whatever the spelling.
         assert_eq!(query_vector("الضمانُ ضمان بالضمان").indices.len(), 1);
     }
