@@ -3,8 +3,9 @@
 //! - [`normalize`]: Unicode NFKC (presentation forms such as ﻻ become their letters), bidi and
 //!   zero-width marks dropped, diacritics and tatweel removed, alef/hamza forms unified, ى → ي,
 //!   ة → ه, Eastern Arabic and Persian digits to ASCII, Latin lower-cased.
-//! - [`terms`]: the words of a text for matching, with the prefixes و / ب / ف / ك / ل and the
-//!   article ال taken off Arabic words that stay long enough to keep their meaning.
+//! - [`terms`]: the words of a text for matching, with the prefixes و / ب / ف / ك / ل, the
+//!   article ال and attached pronouns (كم، هم، ها، نا…) taken off Arabic words that stay long
+//!   enough to keep their meaning.
 //! - [`detect`]: Arabic, English or mixed, by the letters a text uses.
 //!
 //! For matching only: what contacts see is never normalised.
@@ -62,11 +63,24 @@ const PREFIXES: [(&str, usize); 9] = [
     ("ف", 3),
 ];
 
-/// One normalised word with its prefix taken off (see [`PREFIXES`]).
+/// Attached pronouns taken off the end of Arabic words ("your branch" فرعكم → فرع), when at
+/// least three letters remain.
+const SUFFIXES: [&str; 6] = ["كم", "هم", "ها", "نا", "كن", "هن"];
+
+/// One normalised word with its prefix (see [`PREFIXES`]) and an attached pronoun
+/// ([`SUFFIXES`]) taken off.
 fn stem(word: &str) -> &str {
     if !word.chars().next().is_some_and(is_arabic) {
         return word;
     }
+    // The pronoun first, so a one-letter prefix is judged on what is left of the word.
+    let word = SUFFIXES
+        .iter()
+        .find_map(|suffix| {
+            word.strip_suffix(suffix)
+                .filter(|rest| rest.chars().count() >= 3)
+        })
+        .unwrap_or(word);
     for (prefix, keep) in PREFIXES {
         if let Some(rest) = word.strip_prefix(prefix)
             && rest.chars().count() >= keep
@@ -171,6 +185,11 @@ mod tests {
             ("وذهب", vec!["ذهب"]),
             ("للعميل", vec!["عميل"]),
             ("فالسعر", vec!["سعر"]),
+            // Attached pronouns, with a prefix or without.
+            ("فرعكم", vec!["فرع"]),
+            ("وذهبها", vec!["ذهب"]),
+            ("منتجاتنا", vec!["منتجات"]),
+            ("لكم", vec!["لكم"]),
             // Roots keep their first letter: the rest would be too short.
             ("وعد", vec!["وعد"]),
             ("بيع", vec!["بيع"]),
