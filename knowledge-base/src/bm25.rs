@@ -108,7 +108,10 @@ fn is_arabic_word(word: &str) -> bool {
 /// Light English folding: plurals and possessives to their singular (`policies` → `policy`,
 /// `bars` → `bar`), leaving short words and `-ss` alone.
 fn fold_english(word: &str) -> String {
-    let word = word.strip_suffix("'s").unwrap_or(word);
+    let word = word
+        .strip_suffix("'s")
+        .unwrap_or(word)
+        .trim_end_matches('\'');
     if word.len() > 4
         && let Some(stem) = word.strip_suffix("ies")
     {
@@ -128,10 +131,10 @@ pub fn index_terms(text: &str) -> Vec<String> {
         .filter_map(|word| {
             if is_arabic_word(&word) {
                 (!arabic_stop().contains(&word)).then_some(word)
-            } else if ENGLISH_STOP.contains(&word.as_str()) {
-                None
             } else {
-                Some(fold_english(&word))
+                let folded = fold_english(&word.replace('’', "'"));
+                let stop = |w: &str| ENGLISH_STOP.contains(&w) || w.chars().count() < 2;
+                (!stop(&word) && !stop(&folded)).then_some(folded)
             }
         })
         .collect()
@@ -271,6 +274,10 @@ mod tests {
         assert_eq!(
             index_terms("What is the price of gold bars?"),
             ["price", "gold", "bar"]
+        );
+        assert_eq!(
+            index_terms("I'm asking about the customer’s claims, not yours."),
+            ["asking", "about", "customer", "claim"]
         );
         // Stop words match in any spelling, and never take a content word with them.
         assert!(index_terms("إلى الى الي التي فيها حتى حتي").is_empty());

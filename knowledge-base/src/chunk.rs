@@ -115,7 +115,7 @@ fn sentences(paragraph: &str) -> Vec<String> {
     while let Some(c) = chars.next() {
         current.push(c);
         let ends = matches!(c, '.' | '!' | '?' | '؟' | '؛' | ';' | '\n');
-        if ends && chars.peek().is_none_or(|n| n.is_whitespace()) {
+        if c == '\n' || (ends && chars.peek().is_none_or(|n| n.is_whitespace())) {
             let s = current.trim().to_owned();
             if !s.is_empty() {
                 out.push(s);
@@ -142,23 +142,38 @@ fn pieces(text: &str, counter: &dyn TokenCounter, max: u32) -> Vec<String> {
     }
     let words: Vec<&str> = text.split_whitespace().collect();
     if words.len() > 1 {
-        return pack(words.iter().map(|w| (*w).to_owned()), " ", counter, max, 0)
+        // A word over the budget on its own (a URL, a data URI) is cut first.
+        let units = words.iter().flat_map(|w| pieces(w, counter, max));
+        return pack(units, " ", counter, max, 0)
             .into_iter()
             .map(|(text, _)| text)
             .collect();
     }
-    // One enormous word (a URL, a hash): cut by characters.
+    // One enormous word (a URL, a hash): cut by characters, each piece the longest that fits,
+    // searched within a window of a few characters per token (so a megabyte costs linear work).
     let chars: Vec<char> = text.chars().collect();
+    let fits = |a: usize, b: usize| counter.count(&chars[a..b].iter().collect::<String>()) <= max;
     let mut out = Vec::new();
     let mut start = 0;
     while start < chars.len() {
-        let mut end = chars.len();
-        while end > start + 1 && counter.count(&chars[start..end].iter().collect::<String>()) > max
-        {
-            end = start + (end - start) / 2;
+        let window = (start + max as usize * 16).min(chars.len());
+        // Invariant: `good` fits (one character is a few tokens at most; max ≥ 8), `bad` not.
+        let mut good = start + 1;
+        if fits(start, window) {
+            good = window;
+        } else {
+            let mut bad = window;
+            while bad - good > 1 {
+                let mid = good + (bad - good) / 2;
+                if fits(start, mid) {
+                    good = mid;
+                } else {
+                    bad = mid;
+                }
+            }
         }
-        out.push(chars[start..end].iter().collect());
-        start = end;
+        out.push(chars[start..good].iter().collect());
+        start = good;
     }
     out
 }
@@ -213,7 +228,7 @@ fn pack(
 }
 
 /// Chunks a Markdown body. Every word of the body is in some chunk; no chunk's text exceeds
-/// `options.max_tokens`.
+/// `options.max_tokens` (taken as at least 8).
 pub fn chunk(markdown: &str, counter: &dyn TokenCounter, options: ChunkOptions) -> Vec<Chunk> {
     let max = options.max_tokens.max(8);
     let mut out = Vec::new();
@@ -342,6 +357,8 @@ We deliver in Riyadh within two days. Outside Riyadh it takes a week.
             sentences("هل يوجد ضمان؟ نعم؛ لمدة سنة. Thanks!"),
             vec!["هل يوجد ضمان؟", "نعم؛", "لمدة سنة.", "Thanks!"]
         );
+        // A line ends a sentence (list items), whatever follows.
+        assert_eq!(sentences("- a\n- b"), vec!["- a", "- b"]);
         // A decimal point is not the end of a sentence.
         assert_eq!(
             sentences("It costs 2.5 grams."),
@@ -367,5 +384,19 @@ We deliver in Riyadh within two days. Outside Riyadh it takes a week.
             chunks.iter().map(|c| c.text.as_str()).collect::<String>(),
             word
         );
+        // Inside a sentence with other words, too; and 100 KB without a space stays quick (linear).
+        let options = ChunkOptions {
+            max_tokens: 50,
+            overlap_tokens: 0,
+        };
+        let text = format!("see {} for the price", "ab12".repeat(2000));
+        assert!(
+            chunk(&text, counter.as_ref(), options)
+                .iter()
+                .all(|c| c.tokens <= 50)
+        );
+        let blob = "x9Qz".repeat(25_000);
+        let pieces = chunk(&blob, counter.as_ref(), options);
+        assert!(pieces.iter().all(|c| c.tokens <= 50));
     }
 }

@@ -25,7 +25,9 @@ pub fn normalize(text: &str) -> String {
             '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' => {}
             '\u{061C}' | '\u{FEFF}' => {}
             'أ' | 'إ' | 'آ' | 'ٱ' => out.push('ا'),
-            'ى' => out.push('ي'),
+            // Alef maqsura and the Persian ya (U+06CC); the Persian kaf (U+06A9).
+            'ى' | 'ی' => out.push('ي'),
+            'ک' => out.push('ك'),
             'ة' => out.push('ه'),
             'ؤ' => out.push('و'),
             'ئ' => out.push('ي'),
@@ -95,7 +97,9 @@ fn stem(word: &str) -> &str {
 /// digit, Arabic prefixes taken off. The same analysis serves documents and queries.
 pub fn terms(text: &str) -> Vec<String> {
     normalize(text)
-        .split(|c: char| !c.is_alphanumeric())
+        // Apostrophes stay inside words (customer's, don't) and are trimmed from their ends.
+        .split(|c: char| !c.is_alphanumeric() && c != '\'' && c != '’')
+        .map(|w| w.trim_matches(|c| c == '\'' || c == '’'))
         .filter(|w| !w.is_empty())
         .map(|w| stem(w).to_owned())
         .collect()
@@ -151,6 +155,8 @@ mod tests {
             ("مسائل", "مسايل"),
             // Alef maqsura and ya, ta marbuta and ha.
             ("مستشفى", "مستشفي"),
+            // Persian keyboard forms.
+            ("یک", "يك"),
             ("سبيكة", "سبيكه"),
             // Tatweel.
             ("جمـــيل", "جميل"),

@@ -97,6 +97,10 @@ impl Matrix {
 
     /// `out[t][r] = row r · xs[t]` for every row, the work split between the cores.
     fn apply(&self, xs: &[Quantised], out: &mut [Vec<f32>]) {
+        debug_assert_eq!(xs.len(), out.len());
+        if xs.is_empty() {
+            return;
+        }
         for o in out.iter_mut() {
             o.clear();
             o.resize(self.rows, 0.0);
@@ -124,6 +128,20 @@ impl Matrix {
                     }
                 }
             });
+    }
+
+    /// The same matrix in Q8_0 blocks.
+    fn into_q8_0(self) -> Self {
+        if matches!(self.blocks, Blocks::Q8_0 { .. }) {
+            return self;
+        }
+        let dense: Vec<f32> = (0..self.rows).flat_map(|r| self.row(r)).collect();
+        let q = Quantised::from(&dense);
+        Self {
+            rows: self.rows,
+            cols: self.cols,
+            blocks: Blocks::Q8_0 { qs: q.qs, d: q.d },
+        }
     }
 
     /// Row `r` as f32s (the embedding lookup).
@@ -288,8 +306,17 @@ fn metadata_f32(content: &gguf_file::Content, key: &str) -> Option<f32> {
     content.metadata.get(key).and_then(|v| v.to_f32().ok())
 }
 
-/// Stacks matrices with the same number of columns into one.
+/// Stacks matrices with the same number of columns into one (in Q8_0 when their block types
+/// differ, as in files quantised with a finer type for some tensors).
 fn stack(parts: Vec<Matrix>) -> Result<Matrix, String> {
+    let mixed = parts
+        .windows(2)
+        .any(|w| std::mem::discriminant(&w[0].blocks) != std::mem::discriminant(&w[1].blocks));
+    let parts: Vec<Matrix> = if mixed {
+        parts.into_iter().map(Matrix::into_q8_0).collect()
+    } else {
+        parts
+    };
     let cols = parts.first().map_or(0, |m| m.cols);
     let rows = parts.iter().map(|m| m.rows).sum();
     let mut q4 = (Vec::new(), Vec::new(), Vec::new());
@@ -316,8 +343,7 @@ fn stack(parts: Vec<Matrix>) -> Result<Matrix, String> {
             d: q4.1,
             m: q4.2,
         },
-        (true, _) => Blocks::Q8_0 { qs: q8.0, d: q8.1 },
-        (false, false) => return Err("stacked matrices differ in block type".to_owned()),
+        _ => Blocks::Q8_0 { qs: q8.0, d: q8.1 },
     };
     Ok(Matrix { rows, cols, blocks })
 }
@@ -745,6 +771,37 @@ mod tests {
             (got - exact).abs() < 0.02 * exact.abs().max(1.0),
             "{got} vs {exact}"
         );
+    }
+
+    #[test]
+    fn matrices_of_different_block_types_stack_in_q8_0() {
+        let nb = 2;
+        let q4 = Matrix {
+            rows: 1,
+            cols: 64,
+            blocks: Blocks::Q4_1 {
+                qs: (0..nb)
+                    .map(|b| std::array::from_fn(|i| (b * 16 + i) as u8))
+                    .collect(),
+                d: vec![0.02; nb],
+                m: vec![-0.1; nb],
+            },
+        };
+        let w = Quantised::from(&random(128, 7));
+        let q8 = Matrix {
+            rows: 2,
+            cols: 64,
+            blocks: Blocks::Q8_0 { qs: w.qs, d: w.d },
+        };
+        let rows: Vec<Vec<f32>> = vec![q4.row(0), q8.row(0), q8.row(1)];
+        let stacked = stack(vec![q4, q8]).unwrap();
+        assert!(matches!(stacked.blocks, Blocks::Q8_0 { .. }));
+        assert_eq!(stacked.rows, 3);
+        for (r, want) in rows.iter().enumerate() {
+            for (got, want) in stacked.row(r).iter().zip(want) {
+                assert!((got - want).abs() < 0.01, "row {r}: {got} vs {want}");
+            }
+        }
     }
 
     #[test]
