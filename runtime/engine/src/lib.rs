@@ -116,18 +116,26 @@ impl Matrix {
                 });
             return;
         }
-        // A batch (a prompt): each core takes a share of the tokens and walks the rows once,
-        // reusing each row for all of its tokens while the row is in cache.
-        let share = xs.len().div_ceil(rayon::current_num_threads().max(1));
-        out.par_chunks_mut(share)
-            .zip(xs.par_chunks(share))
-            .for_each(|(outs, xs)| {
-                for r in 0..self.rows {
-                    for (o, x) in outs.iter_mut().zip(xs) {
-                        o[r] = self.dot(r, x);
+        // A batch (a prompt): the rows are split between the cores as for one token, and each
+        // row, once loaded, is used for every token of the batch (each weight read once).
+        let n = xs.len();
+        let mut by_row = vec![0f32; self.rows * n];
+        by_row
+            .par_chunks_mut(ROWS_PER_TASK * n)
+            .enumerate()
+            .for_each(|(task, chunk)| {
+                for (i, row) in chunk.chunks_exact_mut(n).enumerate() {
+                    let r = task * ROWS_PER_TASK + i;
+                    for (o, x) in row.iter_mut().zip(xs) {
+                        *o = self.dot(r, x);
                     }
                 }
             });
+        for (r, row) in by_row.chunks_exact(n).enumerate() {
+            for (o, v) in out.iter_mut().zip(row) {
+                o[r] = *v;
+            }
+        }
     }
 
     /// The same matrix in Q8_0 blocks.
