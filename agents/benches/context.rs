@@ -20,15 +20,6 @@ use runtime::turn::{
 };
 use runtime::{ContactId, ConversationId, MessageId, TenantId};
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn input(counter: Option<&dyn runtime::llm::TokenCounter>) -> TurnInput {
     let lines = [
         "السلام عليكم، أبغى أعرف سعر سبيكة الذهب عيار ٢٤ وزن ١٠٠ غرام",
@@ -84,7 +75,7 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 }
 
 fn main() {
-    let iterations = arg("--iterations", 20_000);
+    let iterations = runtime::bench::arg("--iterations", 20_000usize);
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../prompts");
     let prompts = Arc::new(PromptSet::load_dir(std::path::Path::new(dir)).expect("prompts"));
     // No request is sent: only the counter and window of the provider are used.

@@ -16,6 +16,8 @@ use runtime::turn::{
 };
 use serde_json::{Value, json};
 
+use knowledge_base::KnowledgeBase;
+
 use crate::prompt::{Prompt, PromptSet};
 
 /// Tool-call rounds per turn before the agent must answer.
@@ -25,7 +27,11 @@ pub const SUMMARY_MAX_TOKENS: u32 = 200;
 const SUMMARY_MAX_CHARS: usize = 4000;
 
 /// Tools implemented so far; a prompt may list more, but only these are offered to the model.
-const IMPLEMENTED_TOOLS: &[&str] = &["escalate", "handoff"];
+const IMPLEMENTED_TOOLS: &[&str] = &["escalate", "handoff", "search_knowledge"];
+
+/// Passages `search_knowledge` returns by default, and at most.
+const KNOWLEDGE_RESULTS: usize = 4;
+const KNOWLEDGE_MAX_RESULTS: usize = 8;
 
 /// An agent kind driven by its prompt file and an LLM.
 #[derive(Clone)]
@@ -34,6 +40,8 @@ pub struct LlmAgent {
     prompts: Arc<PromptSet>,
     /// The model, or why there is none (the turn waits, `NotReady`).
     llm: Result<Llm, String>,
+    /// The knowledge base `search_knowledge` searches; without it the tool is not offered.
+    knowledge: Option<Arc<KnowledgeBase>>,
 }
 
 impl std::fmt::Debug for LlmAgent {
@@ -50,7 +58,14 @@ impl LlmAgent {
             kind: kind.to_owned(),
             prompts,
             llm,
+            knowledge: None,
         }
+    }
+
+    /// Lets the agent's `search_knowledge` search this knowledge base.
+    pub fn with_knowledge(mut self, knowledge: Arc<KnowledgeBase>) -> Self {
+        self.knowledge = Some(knowledge);
+        self
     }
 }
 
@@ -362,7 +377,9 @@ impl LlmAgent {
                 tool_calls: response.tool_calls.clone(),
             });
             for call in &response.tool_calls {
-                let result = self.call_tool(&prompt, &call.name, &call.arguments, &mut actions);
+                let result = self
+                    .call_tool(&input, &prompt, &call.name, &call.arguments, &mut actions)
+                    .await;
                 calls_log.push(
                     json!({"name": call.name, "arguments": call.arguments, "result": result}),
                 );
@@ -548,14 +565,28 @@ impl LlmAgent {
             .collect()
     }
 
+    /// Whether this agent can run `tool` (implemented, and its dependencies present).
+    fn offers(&self, tool: &str) -> bool {
+        IMPLEMENTED_TOOLS.contains(&tool)
+            && (tool != "search_knowledge" || self.knowledge.is_some())
+    }
+
     fn tools(&self, prompt: &Prompt) -> Vec<ToolSpec> {
         let agents: Vec<&str> = self.prompts.agents().collect();
         prompt
             .front
             .tools
             .iter()
-            .filter(|t| IMPLEMENTED_TOOLS.contains(&t.as_str()))
+            .filter(|t| self.offers(t))
             .map(|name| match name.as_str() {
+                "search_knowledge" => ToolSpec {
+                    name: "search_knowledge".into(),
+                    description: "Search the business's knowledge base (products, pricing policy, guarantee, delivery, affiliates, FAQ) for facts to answer with. Ask in the contact's language. Each result has a citation (article › section): cite it when you use it, and never state a fact the results do not give.".into(),
+                    parameters: json!({"type": "object", "properties": {
+                        "query": {"type": "string", "description": "What to look up, e.g. «ضمان السبائك» or \"buyback price\""},
+                        "limit": {"type": "integer", "minimum": 1, "maximum": KNOWLEDGE_MAX_RESULTS}},
+                        "required": ["query"], "additionalProperties": false}),
+                },
                 "escalate" => ToolSpec {
                     name: "escalate".into(),
                     description: "Hand the conversation to a human sales rep (legal matters, price exceptions, an explicit request for a person). Tell the contact a colleague will follow up.".into(),
@@ -574,14 +605,15 @@ impl LlmAgent {
 
     /// Runs one tool call. Arguments are validated here, in code; the tenant and contact are never
     /// taken from them. A tool the prompt does not list is refused.
-    fn call_tool(
+    async fn call_tool(
         &self,
+        input: &TurnInput,
         prompt: &Prompt,
         name: &str,
         arguments: &str,
         actions: &mut Vec<TurnAction>,
     ) -> Value {
-        if !prompt.front.tools.iter().any(|t| t == name) || !IMPLEMENTED_TOOLS.contains(&name) {
+        if !prompt.front.tools.iter().any(|t| t == name) || !self.offers(name) {
             return json!({"error": format!("the tool {name:?} is not available to this agent")});
         }
         let Ok(args) = serde_json::from_str::<Value>(arguments) else {
@@ -599,6 +631,38 @@ impl LlmAgent {
                 let reason = text("reason").unwrap_or_else(|| "the agent asked for a human".into());
                 actions.push(TurnAction::Escalate { reason });
                 json!({"ok": true, "note": "A human rep will take over; no agent will write to the contact until then."})
+            }
+            "search_knowledge" => {
+                let Some(query) = text("query") else {
+                    return json!({"error": "query is required: what to look up"});
+                };
+                let limit = match args.get("limit") {
+                    None | Some(Value::Null) => KNOWLEDGE_RESULTS,
+                    Some(v) => match v.as_u64() {
+                        Some(n @ 1..=8) => n as usize,
+                        _ => {
+                            return json!({"error": format!("limit is a whole number from 1 to {KNOWLEDGE_MAX_RESULTS}")});
+                        }
+                    },
+                };
+                let Some(kb) = &self.knowledge else {
+                    return json!({"error": "the knowledge base is not available"});
+                };
+                // The tenant is the conversation's, never the model's.
+                match kb.search(input.tenant.id, &query, limit).await {
+                    Ok(hits) if hits.is_empty() => {
+                        json!({"results": [], "note": "Nothing in the knowledge base matches: say you will check, do not guess."})
+                    }
+                    Ok(hits) => json!({"results": hits.iter().map(|h| json!({
+                        "citation": h.citation(),
+                        "text": h.text,
+                        "score": (h.score * 1000.0).round() / 1000.0,
+                    })).collect::<Vec<_>>()}),
+                    Err(e) => {
+                        tracing::warn!(tenant = %input.tenant.id, "search_knowledge failed: {e}");
+                        json!({"error": "the knowledge base could not be searched just now"})
+                    }
+                }
             }
             "handoff" => {
                 let Some(to) = text("to_agent") else {

@@ -20,15 +20,6 @@ const SOURCES: [&str; 7] = [
     "whatsapp", "sms", "email", "web", "referral", "import", "manual",
 ];
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -104,9 +95,9 @@ where
 async fn main() {
     runtime::http::install_tls_provider();
     let (leads, clients, seconds) = (
-        arg("--leads", 100_000),
-        arg("--clients", 32),
-        arg("--seconds", 20),
+        runtime::bench::arg("--leads", 100_000u64),
+        runtime::bench::arg("--clients", 32u64),
+        runtime::bench::arg("--seconds", 20u64),
     );
     let dir = tempfile::tempdir().unwrap();
     run(wasit(dir.path()).args(["tenant", "create", "--slug", "bench", "--name", "Bench"]));

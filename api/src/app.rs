@@ -31,6 +31,8 @@ pub struct AppState {
     pub runtime: Option<Arc<runtime::actors::Runtime>>,
     /// The `wasit_platform` pool, for superadmins' platform routes; `None`: they answer 503.
     pub platform: Option<PgPool>,
+    /// The knowledge base (articles, search); `None`: its routes answer 503.
+    pub knowledge: Option<Arc<knowledge_base::KnowledgeBase>>,
 }
 
 /// `WHATSAPP_APP_SECRET` (signatures) and `WHATSAPP_VERIFY_TOKEN` (the handshake).
@@ -59,7 +61,13 @@ impl AppState {
             whatsapp: None,
             runtime: None,
             platform: None,
+            knowledge: None,
         }
+    }
+
+    pub fn with_knowledge(mut self, knowledge: Arc<knowledge_base::KnowledgeBase>) -> Self {
+        self.knowledge = Some(knowledge);
+        self
     }
 
     pub fn with_platform(mut self, pool: PgPool) -> Self {

@@ -23,6 +23,8 @@ Environment:
   WASIT_DATA_DIR   where embedded state lives [default: ./.wasit]
   WASIT_HTTP_ADDR  listen address for `serve` [default: 127.0.0.1:8080]
   WASIT_JWT_SECRET HS256 signing key; unset: generated once into the data dir
+  QDRANT_URL       a Qdrant server for the knowledge index; unset: embedded, under the data dir
+  EMBEDDING_MODEL  dense embeddings from LLM_BASE_URL's /embeddings; unset: BM25 alone
   RUST_LOG         log filter, e.g. `info` or `api=debug` [default: info]
 
 Exit codes: 0 ok, 1 failure, 2 bad usage.";
@@ -55,6 +57,9 @@ pub enum Command {
     /// Bind channel accounts (business numbers, addresses) to tenants.
     #[command(subcommand)]
     Channel(ChannelCommand),
+    /// The knowledge base: ingest articles, search them as agents do, rebuild the index.
+    #[command(subcommand)]
+    Kb(crate::kb_cli::KbCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -186,7 +191,7 @@ fn parse_e164(s: &str) -> Result<String, String> {
 /// An error that is the caller's to fix: exit code 2, like clap's own usage errors.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-struct UsageError(String);
+pub(crate) struct UsageError(pub(crate) String);
 
 /// Parses the command line, runs the command and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
@@ -267,6 +272,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Channel(ChannelCommand::Add(add)) => {
             with_database(&settings, |db| Box::pin(channel_add(db, add))).await
         }
+        Command::Kb(command) => crate::kb_cli::run(&settings, command).await,
     }
 }
 
@@ -291,7 +297,7 @@ where
     result
 }
 
-fn usage_if_invalid(e: runtime::Error) -> anyhow::Error {
+pub(crate) fn usage_if_invalid(e: runtime::Error) -> anyhow::Error {
     match e {
         runtime::Error::Invalid(msg) => UsageError(msg).into(),
         other => other.into(),
@@ -354,7 +360,33 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
         }
         // The runtime gets a pool of its own: a busy runtime never delays a webhook's answer.
         let runtime_pool = db.app_pool(runtime::db::runtime_pool_size());
-        let parts = crate::wiring::runtime_parts(settings, runtime_pool).await?;
+        // The knowledge base: the index catches up with PostgreSQL in the background (whatever
+        // it lacks, from a crash or a rebuild); searches meanwhile see what it holds.
+        let knowledge = match crate::wiring::knowledge(settings, db.app.clone()).await {
+            Ok(kb) => {
+                let kb = std::sync::Arc::new(kb);
+                tracing::info!(index = kb.index().name(), "knowledge base open");
+                let syncing = kb.clone();
+                tokio::spawn(async move {
+                    match syncing.sync(&()).await {
+                        Ok(r) if r.articles > 0 => tracing::info!(
+                            articles = r.articles,
+                            chunks = r.chunks,
+                            "knowledge index caught up"
+                        ),
+                        Ok(_) => {}
+                        Err(e) => tracing::error!("the knowledge index could not catch up: {e}"),
+                    }
+                });
+                Some(kb)
+            }
+            Err(e) => {
+                tracing::error!("the knowledge base is unavailable (search_knowledge and /api/v1/articles answer that it is): {e:#}");
+                None
+            }
+        };
+        let parts =
+            crate::wiring::runtime_parts(settings, runtime_pool, knowledge.clone()).await?;
         let runtime = std::sync::Arc::new(
             runtime::actors::Runtime::start(parts).await.context("cannot start the conversation runtime")?,
         );
@@ -362,6 +394,10 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
             .with_platform(db.platform_pool())
             .with_whatsapp(whatsapp)
             .with_runtime(runtime.clone());
+        let state = match knowledge {
+            Some(kb) => state.with_knowledge(kb),
+            None => state,
+        };
         let listener = tokio::net::TcpListener::bind(settings.http_addr)
             .await
             .with_context(|| {

@@ -1,7 +1,7 @@
 //! The Wasit server: HTTP API, webhooks, and the `wasit` command line.
 //!
 //! Code map:
-//! - [`cli`]: the `wasit` command line (clap), one function per command.
+//! - [`cli`]: the `wasit` command line (clap), one function per command; [`kb_cli`]: `wasit kb`.
 //! - [`app`]: [`app::AppState`], the router, graceful shutdown.
 //! - [`routes`]: handlers, one module per resource (`health`, `login`, `users`, `leads`,
 //!   `webhooks`).
@@ -28,6 +28,7 @@ pub mod auth;
 pub mod cli;
 pub mod error;
 pub mod extract;
+pub mod kb_cli;
 pub mod openapi;
 pub mod repo;
 pub mod routes;

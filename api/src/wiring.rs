@@ -19,6 +19,7 @@ pub const AGENT_KINDS: &[&str] = &["sales"];
 pub async fn runtime_parts(
     settings: &Settings,
     pool: sqlx::PgPool,
+    knowledge: Option<Arc<knowledge_base::KnowledgeBase>>,
 ) -> anyhow::Result<RuntimeParts> {
     let prompts = agents::prompt::PromptSet::load_dir(&settings.prompts_dir).map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -66,11 +67,11 @@ pub async fn runtime_parts(
     let engines: Vec<(String, Arc<dyn TurnEngine>)> = AGENT_KINDS
         .iter()
         .map(|kind| {
-            let engine: Arc<dyn TurnEngine> = Arc::new(agents::llm_agent::LlmAgent::new(
-                kind,
-                prompts.clone(),
-                llm.clone(),
-            ));
+            let mut agent = agents::llm_agent::LlmAgent::new(kind, prompts.clone(), llm.clone());
+            if let Some(kb) = &knowledge {
+                agent = agent.with_knowledge(kb.clone());
+            }
+            let engine: Arc<dyn TurnEngine> = Arc::new(agent);
             ((*kind).to_owned(), engine)
         })
         .collect();
@@ -95,4 +96,21 @@ pub async fn runtime_parts(
         engines,
         senders,
     })
+}
+
+/// The knowledge base the settings describe (see `knowledge_base::service::open`), with the LLM
+/// layer only when embeddings need it.
+pub async fn knowledge(
+    settings: &Settings,
+    pool: sqlx::PgPool,
+) -> anyhow::Result<knowledge_base::KnowledgeBase> {
+    let llm = match &settings.embedding_model {
+        Some(_) => Some(
+            runtime::llm::Llm::from_settings(settings)
+                .await
+                .context("EMBEDDING_MODEL is set but the LLM endpoint is not usable")?,
+        ),
+        None => None,
+    };
+    Ok(knowledge_base::service::open(settings, pool, llm.as_ref()).await?)
 }

@@ -52,6 +52,45 @@ fn language_code(code: &str) -> bool {
                 && region.chars().all(|c| c.is_ascii_alphanumeric())))
 }
 
+/// The front matter's rules, wherever an article comes from: the offending key and why.
+fn check_fields(meta: &ArticleMeta) -> Result<(), (&'static str, String)> {
+    if meta.title.trim().is_empty() {
+        return Err(("title", "the title is empty".into()));
+    }
+    if !language_code(&meta.language) {
+        return Err((
+            "language",
+            format!(
+                "language {:?} is not a language code such as \"ar\" or \"en\"",
+                meta.language
+            ),
+        ));
+    }
+    let fields = std::iter::once(("title", &meta.title))
+        .chain(meta.tags.iter().map(|t| ("tags", t)))
+        .chain(meta.sector.iter().map(|s| ("sector", s)));
+    for (key, value) in fields {
+        if value.chars().count() > MAX_FIELD_CHARS {
+            return Err((
+                key,
+                format!("{key} is longer than {MAX_FIELD_CHARS} characters"),
+            ));
+        }
+    }
+    if meta.tags.iter().any(|t| t.trim().is_empty()) {
+        return Err(("tags", "a tag is empty".into()));
+    }
+    if meta.sector.as_ref().is_some_and(|s| s.trim().is_empty()) {
+        return Err(("sector", "the sector is empty".into()));
+    }
+    Ok(())
+}
+
+/// Checks an article's fields (as the API receives them): a message naming the field.
+pub fn check_meta(meta: &ArticleMeta) -> Result<(), String> {
+    check_fields(meta).map_err(|(key, message)| format!("{key}: {message}"))
+}
+
 impl Article {
     /// Reads and checks the article at `path`.
     pub fn load(path: &Path) -> Result<Self, ArticleError> {
@@ -76,31 +115,8 @@ impl Article {
             let line = e.span().map_or(2, |s| split.line_at(s.start));
             err(line, format!("front matter: {}", e.message()))
         })?;
-        if meta.title.trim().is_empty() {
-            return Err(err(split.line_of("title"), "the title is empty".into()));
-        }
-        if !language_code(&meta.language) {
-            return Err(err(
-                split.line_of("language"),
-                format!(
-                    "language {:?} is not a language code such as \"ar\" or \"en\"",
-                    meta.language
-                ),
-            ));
-        }
-        let fields = std::iter::once(("title", &meta.title))
-            .chain(meta.tags.iter().map(|t| ("tags", t)))
-            .chain(meta.sector.iter().map(|s| ("sector", s)));
-        for (key, value) in fields {
-            if value.chars().count() > MAX_FIELD_CHARS {
-                return Err(err(
-                    split.line_of(key),
-                    format!("{key} is longer than {MAX_FIELD_CHARS} characters"),
-                ));
-            }
-        }
-        if meta.tags.iter().any(|t| t.trim().is_empty()) {
-            return Err(err(split.line_of("tags"), "a tag is empty".into()));
+        if let Err((key, message)) = check_fields(&meta) {
+            return Err(err(split.line_of(key), message));
         }
         if split.body.trim().is_empty() {
             return Err(err(split.body_line, "the article has no text".into()));

@@ -11,11 +11,20 @@
 //!   and BM25 sparse vectors for an index that applies IDF.
 //! - [`chunk`]: Markdown bodies into chunks by headings, paragraphs and sentences, within a token
 //!   budget, with overlap and the heading path of each chunk.
-//! - `embed`, `index`, `search`: to come with the knowledge-base issue.
+//! - [`embed`]: dense embeddings behind one trait (an OpenAI-compatible `/embeddings`).
+//! - [`index`]: the vector index behind one trait: embedded `qdrant-edge` (default) or a Qdrant
+//!   server, filtered by tenant in both.
+//! - [`service`]: [`KnowledgeBase`]: articles into PostgreSQL (the source of truth), the index
+//!   synchronised from there, crash-safe; hybrid search with reciprocal-rank fusion.
 //!
 //! Architecture invariant: `knowledge-base` depends on `runtime` only.
 
 pub mod article;
 pub mod bm25;
 pub mod chunk;
+pub mod embed;
+pub mod index;
 pub mod normalize;
+pub mod service;
+
+pub use service::{GLOBAL_TENANT, KnowledgeBase, SearchHit};

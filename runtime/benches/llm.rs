@@ -15,27 +15,6 @@ use runtime::llm::local::{LocalConfig, LocalModel};
 use runtime::llm::tokens::TiktokenCounter;
 use runtime::llm::{ChatMessage, ChatModel, ChatRequest, ToolChoice};
 
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-}
-
-/// Peak resident memory of this process so far, in MiB (VmHWM).
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 fn request(text: &str, max: u32) -> ChatRequest {
     ChatRequest {
         model: None,
@@ -69,12 +48,14 @@ fn corpus(bytes: usize) -> String {
 }
 
 fn main() {
-    let tokens: u32 = arg("--tokens").and_then(|t| t.parse().ok()).unwrap_or(128);
-    let path = arg("--model")
+    let tokens: u32 = runtime::bench::flag("--tokens")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(128);
+    let path = runtime::bench::flag("--model")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("WASIT_LOCAL_MODEL").map(PathBuf::from))
         .expect("--model PATH or WASIT_LOCAL_MODEL (run scripts/fetch-model)");
-    let threads = arg("--threads")
+    let threads = runtime::bench::flag("--threads")
         .and_then(|t| t.parse().ok())
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let config = LocalConfig {
@@ -92,7 +73,7 @@ fn main() {
     println!(
         "load: {:.2} s, peak RSS {:.0} MiB",
         started.elapsed().as_secs_f64(),
-        peak_rss_mib()
+        runtime::bench::peak_rss_mib()
     );
 
     // Prompt processing: a long prompt and one output token.
@@ -139,7 +120,7 @@ fn main() {
     println!(
         "generation: {:.1} tokens/s (median of 5, up to {tokens} tokens, {threads} threads), peak RSS {:.0} MiB",
         rates[2],
-        peak_rss_mib()
+        runtime::bench::peak_rss_mib()
     );
 
     // Token counting.

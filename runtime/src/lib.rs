@@ -26,6 +26,7 @@
 //! Architecture invariant: this crate depends on no other Wasit crate. Everything else depends on it.
 
 pub mod actors;
+pub mod bench;
 pub mod db;
 pub mod error;
 pub mod front_matter;

@@ -35,6 +35,9 @@ pub struct Settings {
     pub llm_base_url: Option<String>,
     pub llm_api_key: Option<SecretString>,
     pub llm_model: Option<String>,
+    /// The knowledge base's dense embeddings (`EMBEDDING_MODEL`), served by `LLM_BASE_URL`'s
+    /// `/embeddings`; unset: retrieval is BM25 alone.
+    pub embedding_model: Option<String>,
     /// Per attempt of a model call (`LLM_TIMEOUT_SECS`, 60).
     pub llm_timeout: std::time::Duration,
     /// The model's context window, when its name does not tell (`LLM_CONTEXT_WINDOW`).
@@ -132,6 +135,7 @@ impl Settings {
             llm_base_url: url("LLM_BASE_URL")?,
             llm_api_key: secret("LLM_API_KEY"),
             llm_model: get("LLM_MODEL"),
+            embedding_model: get("EMBEDDING_MODEL"),
             llm_timeout: std::time::Duration::from_secs(number("LLM_TIMEOUT_SECS", 60)?.max(1)),
             llm_context_window: match get("LLM_CONTEXT_WINDOW") {
                 None => None,

@@ -8,6 +8,7 @@ use crate::app::AppState;
 
 pub mod affiliates;
 pub mod analytics;
+pub mod articles;
 pub mod contacts;
 pub mod conversations;
 pub mod deals;
@@ -54,6 +55,14 @@ pub fn api_v1() -> Router<AppState> {
             get(deals::stages).post(deals::create_stage),
         )
         .route("/pipeline/stages/{id}", patch(deals::update_stage))
+        .route("/articles", get(articles::list).post(articles::create))
+        .route("/articles/search", get(articles::search))
+        .route(
+            "/articles/{id}",
+            get(articles::get)
+                .put(articles::replace)
+                .delete(articles::delete),
+        )
         .route("/proposals", get(proposals::list).post(proposals::create))
         .route(
             "/proposals/{id}",

@@ -635,7 +635,7 @@ async fn turns_wait_without_an_llm() {
         _ => None,
     })
     .unwrap();
-    let parts = api::wiring::runtime_parts(&settings, app.test_db.db().app.clone())
+    let parts = api::wiring::runtime_parts(&settings, app.test_db.db().app.clone(), None)
         .await
         .unwrap();
     let runtime = Runtime::start(parts).await.unwrap();

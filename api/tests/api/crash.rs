@@ -14,10 +14,16 @@ use crate::helpers::{JWT_SECRET, TestDb, WHATSAPP_APP_SECRET, WHATSAPP_VERIFY_TO
 
 const PNID: &str = "106540352242922";
 
-fn serve(db_url: &str, llm: &FakeLlm, graph: &FakeGraph) -> (Child, String) {
+fn serve(
+    db_url: &str,
+    data_dir: &std::path::Path,
+    llm: &FakeLlm,
+    graph: &FakeGraph,
+) -> (Child, String) {
     api::testkit::spawn_serve(
         Command::new(env!("CARGO_BIN_EXE_wasit"))
             .env("DATABASE_URL", db_url)
+            .env("WASIT_DATA_DIR", data_dir)
             .env("WASIT_HTTP_ADDR", "127.0.0.1:0")
             .env(
                 "WASIT_PROMPTS_DIR",
@@ -83,7 +89,8 @@ async fn a_killed_server_answers_what_it_acknowledged_exactly_once_after_a_resta
         )
     });
     let graph = FakeGraph::start().await;
-    let (mut first, base) = serve(&test_db.url, &llm, &graph);
+    let data_dir = tempfile::tempdir().unwrap();
+    let (mut first, base) = serve(&test_db.url, data_dir.path(), &llm, &graph);
 
     let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": {
         "messaging_product": "whatsapp", "metadata": {"display_phone_number": "15550000001", "phone_number_id": PNID},
@@ -113,7 +120,7 @@ async fn a_killed_server_answers_what_it_acknowledged_exactly_once_after_a_resta
     assert!(graph.requests().is_empty(), "the dead process sent nothing");
 
     llm.respond_with(|_| Reply::Text("سعر السبيكة اليوم ٢٤٠ ريالاً للغرام".into()));
-    let (mut second, _) = serve(&test_db.url, &llm, &graph);
+    let (mut second, _) = serve(&test_db.url, data_dir.path(), &llm, &graph);
     graph.wait_for_delivered(1, Duration::from_secs(30)).await;
     // Anything sent twice would arrive within this pause.
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -127,7 +127,26 @@ pub struct TestApp {
     pub runtime: Option<Arc<Runtime>>,
     /// What the runtime was built from, to start another (a "restarted process").
     parts: Option<PartsTemplate>,
+    /// The knowledge base, its embedded index in a temporary directory.
+    pub knowledge: Arc<knowledge_base::KnowledgeBase>,
     pub test_db: TestDb,
+}
+
+/// A knowledge base over `pool` with an embedded index (BM25 alone) in a temporary directory
+/// that lives as long as the index.
+pub async fn knowledge_base(pool: sqlx::PgPool) -> Arc<knowledge_base::KnowledgeBase> {
+    let spec = knowledge_base::index::IndexSpec { dense: None };
+    let dir = tempfile::tempdir().unwrap();
+    let index = knowledge_base::index::edge::EdgeIndex::open(dir.path(), &spec)
+        .unwrap()
+        .holding(dir);
+    let index = Arc::new(index);
+    let counter = runtime::llm::tokens::TiktokenCounter::for_model("gpt-4o-mini");
+    Arc::new(
+        knowledge_base::KnowledgeBase::new(pool, index, None, counter)
+            .await
+            .unwrap(),
+    )
 }
 
 #[derive(Clone)]
@@ -170,7 +189,9 @@ async fn spawn(with_runtime: Option<(runtime::Settings, Adjust)>) -> TestApp {
     }
     let test_db = TestDb::new().await;
     let keys = JwtKeys::new(&SecretString::from(JWT_SECRET));
+    let knowledge = knowledge_base(test_db.db().app.clone()).await;
     let mut state = AppState::new(test_db.db().app.clone(), keys.clone())
+        .with_knowledge(knowledge.clone())
         .with_platform(test_db.db().platform_pool())
         .with_whatsapp(Some(api::app::WhatsAppWebhook {
             app_secret: SecretString::from(WHATSAPP_APP_SECRET),
@@ -179,9 +200,13 @@ async fn spawn(with_runtime: Option<(runtime::Settings, Adjust)>) -> TestApp {
     let mut parts_template = None;
     let mut running = None;
     if let Some((settings, adjust)) = with_runtime {
-        let mut parts = api::wiring::runtime_parts(&settings, test_db.db().app.clone())
-            .await
-            .unwrap();
+        let mut parts = api::wiring::runtime_parts(
+            &settings,
+            test_db.db().app.clone(),
+            Some(knowledge.clone()),
+        )
+        .await
+        .unwrap();
         adjust(&mut parts);
         let template = PartsTemplate {
             config: parts.config.clone(),
@@ -203,6 +228,7 @@ async fn spawn(with_runtime: Option<(runtime::Settings, Adjust)>) -> TestApp {
         keys,
         runtime: running,
         parts: parts_template,
+        knowledge,
         test_db,
     }
 }

@@ -12,6 +12,7 @@ mod embedded;
 mod guarantees;
 mod health;
 mod helpers;
+mod knowledge;
 mod leads;
 mod llm;
 mod llm_turns;

@@ -1,0 +1,451 @@
+//! The embedded index: a `qdrant-edge` shard on disk under the data dir, in this process.
+//!
+//! Facts about qdrant-edge 0.7.2 this is built around:
+//! - writes are durable only after `flush()`; its WAL is not replayed after a crash (the caller
+//!   re-writes from PostgreSQL whatever it had not flushed);
+//! - `flush()` while an `update()` runs panics, and `optimize()` blocks and swaps segments: so
+//!   every write, flush and optimisation goes through one writer thread (the index's writer
+//!   actor), in order, while searches read the shard concurrently on the blocking pool;
+//! - the shard is single-process: a lock file refuses a second process, with a message that says
+//!   what to do.
+
+use std::collections::HashMap;
+use std::fs::{File, TryLockError};
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use qdrant_edge::{
+    Condition, Distance, EdgeConfig, EdgeShard, EdgeSparseVectorParams, EdgeVectorParams,
+    FieldCondition, Filter, Fusion, JsonPath, Match, Modifier, NamedQuery, PayloadFieldSchema,
+    PayloadSchemaType, PointId, PointInsertOperations, PointOperations, PointStruct, Prefetch,
+    QueryEnum, QueryRequest, ScoringQuery, ScrollRequest, UpdateOperation, Vector, VectorInternal,
+    Vectors, WithPayloadInterface, WithVector,
+};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::{
+    BoxFuture, DENSE, IndexError, IndexHit, IndexPoint, IndexQuery, IndexSpec, Result, SPARSE,
+    VectorIndex, payload_from, payload_json,
+};
+
+/// A write, in the order the writer receives them.
+enum Op {
+    Upsert(Vec<IndexPoint>),
+    DeleteArticles(Vec<Uuid>),
+    Clear,
+    Flush,
+    Optimize,
+}
+
+struct Job {
+    op: Op,
+    done: oneshot::Sender<Result<()>>,
+}
+
+/// The embedded `qdrant-edge` index.
+pub struct EdgeIndex {
+    name: String,
+    created: bool,
+    shard: Arc<EdgeShard>,
+    /// `None` once dropping.
+    writer: Option<mpsc::UnboundedSender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// Held for the life of the index: one process at a time.
+    _lock: File,
+    /// Dropped last, after the shard's final flush (a temporary directory, in tests).
+    _guard: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+impl Drop for EdgeIndex {
+    /// Lets the writer finish what it was given, so the shard's files are complete before the
+    /// lock is released.
+    fn drop(&mut self) {
+        self.writer.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl std::fmt::Debug for EdgeIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EdgeIndex")
+            .field("name", &self.name)
+            .field("created", &self.created)
+            .finish_non_exhaustive()
+    }
+}
+
+fn backend(e: impl std::fmt::Display) -> IndexError {
+    IndexError::Backend(e.to_string())
+}
+
+/// The path of a payload field (only our fixed, plain field names are passed).
+fn key(name: &str) -> JsonPath {
+    name.parse()
+        .unwrap_or_else(|()| unreachable!("{name} is a plain field name"))
+}
+
+/// Points whose payload `field` is one of `values`.
+fn any_of(field: &str, values: &[Uuid]) -> Filter {
+    Filter::new_must(Condition::Field(FieldCondition::new_match(
+        key(field),
+        Match::from(values.iter().map(Uuid::to_string).collect::<Vec<_>>()),
+    )))
+}
+
+impl EdgeIndex {
+    /// Opens (creating if needed) the index for `spec` under `root` (`<data dir>/knowledge`).
+    pub fn open(root: &Path, spec: &IndexSpec) -> Result<Self> {
+        let dir = root.join(spec.signature());
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| backend(format!("cannot create {}: {e}", dir.display())))?;
+        let lock_path = dir.join("wasit.lock");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| backend(format!("cannot open {}: {e}", lock_path.display())))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(IndexError::Busy(format!(
+                    "the knowledge index at {} is in use by another wasit process (is `wasit serve` \
+                     running on this data dir?): stop it first, or use a Qdrant server (QDRANT_URL)",
+                    dir.display()
+                )));
+            }
+            Err(TryLockError::Error(e)) => {
+                return Err(backend(format!("cannot lock {}: {e}", lock_path.display())));
+            }
+        }
+        let (shard, created) = open_shard(&dir, spec)?;
+        let shard = Arc::new(shard);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let writer_shard = shard.clone();
+        let thread = std::thread::Builder::new()
+            .name("kb-index-writer".into())
+            .spawn(move || write_loop(&writer_shard, rx))
+            .map_err(|e| backend(format!("cannot start the index writer: {e}")))?;
+        Ok(Self {
+            name: format!("edge:{}", dir.display()),
+            created,
+            shard,
+            writer: Some(tx),
+            thread: Some(thread),
+            _lock: lock,
+            _guard: None,
+        })
+    }
+
+    /// Keeps `guard` alive until the index has written its last byte: for an index in a
+    /// temporary directory, the directory.
+    pub fn holding(mut self, guard: impl std::any::Any + Send + Sync) -> Self {
+        self._guard = Some(Box::new(guard));
+        self
+    }
+
+    fn send(&self, op: Op) -> BoxFuture<'_, Result<()>> {
+        let (done, wait) = oneshot::channel();
+        let sent = match &self.writer {
+            Some(writer) => writer.send(Job { op, done }).map_err(|_| ()),
+            None => Err(()),
+        };
+        Box::pin(async move {
+            sent.map_err(|_| backend("the index writer has stopped"))?;
+            wait.await
+                .map_err(|_| backend("the index writer has stopped"))?
+        })
+    }
+}
+
+fn open_shard(dir: &Path, spec: &IndexSpec) -> Result<(EdgeShard, bool)> {
+    let has_segments = std::fs::read_dir(dir.join("segments"))
+        .map(|mut entries| entries.next().is_some())
+        .unwrap_or(false);
+    if has_segments {
+        let shard = EdgeShard::load(dir, None)
+            .map_err(|e| backend(format!("cannot load {}: {e}", dir.display())))?;
+        return Ok((shard, false));
+    }
+    let mut config = EdgeConfig {
+        sparse_vectors: HashMap::from([(
+            SPARSE.to_owned(),
+            EdgeSparseVectorParams {
+                modifier: Some(Modifier::Idf),
+                ..Default::default()
+            },
+        )]),
+        ..Default::default()
+    };
+    if let Some((_, dims)) = &spec.dense {
+        config.vectors.insert(
+            DENSE.to_owned(),
+            EdgeVectorParams {
+                size: *dims,
+                distance: Distance::Cosine,
+                on_disk: None,
+                multivector_config: None,
+                datatype: None,
+                quantization_config: None,
+                hnsw_config: None,
+            },
+        );
+    }
+    let shard = EdgeShard::new(dir, config)
+        .map_err(|e| backend(format!("cannot create {}: {e}", dir.display())))?;
+    // Keyword indexes for the two fields every filter uses.
+    for field in ["tenant_id", "article_id"] {
+        shard
+            .update(UpdateOperation::FieldIndexOperation(
+                qdrant_edge::FieldIndexOperations::CreateIndex(qdrant_edge::CreateIndex {
+                    field_name: key(field),
+                    field_schema: Some(PayloadFieldSchema::FieldType(PayloadSchemaType::Keyword)),
+                }),
+            ))
+            .map_err(backend)?;
+    }
+    shard.flush();
+    Ok((shard, true))
+}
+
+/// The writer actor: one write at a time, in arrival order. A panic inside the engine becomes
+/// that write's error rather than the end of the writer.
+fn write_loop(shard: &EdgeShard, mut jobs: mpsc::UnboundedReceiver<Job>) {
+    while let Some(Job { op, done }) = jobs.blocking_recv() {
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| apply(shard, op)))
+            .unwrap_or_else(|panic| {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(ToString::to_string)
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown".into());
+                Err(backend(format!("the index engine panicked: {message}")))
+            });
+        let _ = done.send(result);
+    }
+}
+
+fn apply(shard: &EdgeShard, op: Op) -> Result<()> {
+    let update = |op: PointOperations| {
+        shard
+            .update(UpdateOperation::PointOperation(op))
+            .map_err(backend)
+    };
+    match op {
+        Op::Upsert(points) => {
+            if points.is_empty() {
+                return Ok(());
+            }
+            let points = points
+                .into_iter()
+                .map(to_point)
+                .collect::<Result<Vec<_>>>()?;
+            update(PointOperations::UpsertPoints(
+                PointInsertOperations::PointsList(points),
+            ))
+        }
+        Op::DeleteArticles(articles) => {
+            if articles.is_empty() {
+                return Ok(());
+            }
+            update(PointOperations::DeletePointsByFilter(any_of(
+                "article_id",
+                &articles,
+            )))
+        }
+        Op::Clear => {
+            let ids: Vec<PointId> = all_points(shard)?
+                .into_iter()
+                .map(|(id, _)| PointId::Uuid(id))
+                .collect();
+            if ids.is_empty() {
+                return Ok(());
+            }
+            update(PointOperations::DeletePoints { ids })
+        }
+        Op::Flush => {
+            shard.flush();
+            Ok(())
+        }
+        Op::Optimize => shard.optimize().map(|_| ()).map_err(backend),
+    }
+}
+
+fn to_point(point: IndexPoint) -> Result<qdrant_edge::PointStructPersisted> {
+    let sparse = Vector::new_sparse(point.sparse.indices, point.sparse.values).map_err(backend)?;
+    let mut vectors: Vec<(&str, Vector)> = vec![(SPARSE, sparse)];
+    if let Some(dense) = point.dense {
+        vectors.push((DENSE, Vector::new_dense(dense)));
+    }
+    let payload = serde_json::Value::Object(payload_json(&point.payload));
+    Ok(PointStruct::new(
+        PointId::Uuid(point.id),
+        Vectors::new_named(vectors),
+        payload,
+    )
+    .into())
+}
+
+fn point_uuid(id: &PointId) -> Option<Uuid> {
+    match id {
+        PointId::Uuid(u) => Some(*u),
+        PointId::NumId(_) => None,
+    }
+}
+
+fn all_points(shard: &EdgeShard) -> Result<Vec<(Uuid, Uuid)>> {
+    let mut out = Vec::new();
+    let mut offset = None;
+    loop {
+        let (records, next) = shard
+            .scroll(ScrollRequest {
+                offset,
+                limit: Some(1000),
+                filter: None,
+                with_payload: Some(WithPayloadInterface::Fields(vec![key("article_id")])),
+                with_vector: WithVector::Bool(false),
+                order_by: None,
+            })
+            .map_err(backend)?;
+        for record in records {
+            let article = record
+                .payload
+                .as_ref()
+                .and_then(|p| p.0.get("article_id"))
+                .and_then(|v| v.as_str())
+                .and_then(|s| s.parse::<Uuid>().ok());
+            if let (Some(id), Some(article)) = (point_uuid(&record.id), article) {
+                out.push((id, article));
+            }
+        }
+        match next {
+            Some(next) => offset = Some(next),
+            None => return Ok(out),
+        }
+    }
+}
+
+fn nearest(vector: VectorInternal, using: &str) -> ScoringQuery {
+    ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery {
+        query: vector,
+        using: Some(using.to_owned()),
+    }))
+}
+
+fn search(shard: &EdgeShard, query: IndexQuery) -> Result<Vec<IndexHit>> {
+    if query.tenants.is_empty() || query.limit == 0 {
+        return Ok(Vec::new());
+    }
+    let filter = any_of("tenant_id", &query.tenants);
+    let candidates = query.candidates();
+    let sparse: VectorInternal = Vector::new_sparse(query.sparse.indices, query.sparse.values)
+        .map_err(backend)?
+        .into();
+    let (prefetches, scoring) = match query.dense {
+        None => (Vec::new(), nearest(sparse, SPARSE)),
+        Some(dense) => {
+            let prefetch = |q: ScoringQuery| Prefetch {
+                prefetches: Vec::new(),
+                query: Some(q),
+                limit: candidates,
+                params: None,
+                filter: Some(filter.clone()),
+                score_threshold: None,
+            };
+            (
+                vec![
+                    prefetch(nearest(sparse, SPARSE)),
+                    prefetch(nearest(Vector::new_dense(dense).into(), DENSE)),
+                ],
+                ScoringQuery::Fusion(Fusion::Rrf {
+                    k: 60,
+                    weights: None,
+                }),
+            )
+        }
+    };
+    let points = shard
+        .query(QueryRequest {
+            prefetches,
+            query: Some(scoring),
+            filter: Some(filter),
+            score_threshold: None,
+            limit: query.limit,
+            offset: 0,
+            params: None,
+            with_vector: WithVector::Bool(false),
+            with_payload: WithPayloadInterface::Bool(true),
+        })
+        .map_err(backend)?;
+    points
+        .into_iter()
+        .filter(|p| p.score > 0.0)
+        .map(|p| {
+            let chunk_id = point_uuid(&p.id)
+                .ok_or_else(|| backend("a point has a numeric id; this index uses uuids"))?;
+            let payload = payload_from(p.payload.map(|p| p.0).unwrap_or_default())?;
+            Ok(IndexHit {
+                chunk_id,
+                score: p.score,
+                payload,
+            })
+        })
+        .collect()
+}
+
+impl VectorIndex for EdgeIndex {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn created(&self) -> bool {
+        self.created
+    }
+
+    fn upsert(&self, points: Vec<IndexPoint>) -> BoxFuture<'_, Result<()>> {
+        self.send(Op::Upsert(points))
+    }
+
+    fn delete_articles(&self, articles: Vec<Uuid>) -> BoxFuture<'_, Result<()>> {
+        self.send(Op::DeleteArticles(articles))
+    }
+
+    fn clear(&self) -> BoxFuture<'_, Result<()>> {
+        self.send(Op::Clear)
+    }
+
+    fn flush(&self) -> BoxFuture<'_, Result<()>> {
+        self.send(Op::Flush)
+    }
+
+    fn optimize(&self) -> BoxFuture<'_, Result<()>> {
+        self.send(Op::Optimize)
+    }
+
+    fn search(&self, query: IndexQuery) -> BoxFuture<'_, Result<Vec<IndexHit>>> {
+        let shard = self.shard.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || search(&shard, query))
+                .await
+                .map_err(|e| backend(format!("a search failed: {e}")))?
+        })
+    }
+
+    fn points(&self) -> BoxFuture<'_, Result<Vec<(Uuid, Uuid)>>> {
+        let shard = self.shard.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || all_points(&shard))
+                .await
+                .map_err(|e| backend(format!("a scroll failed: {e}")))?
+        })
+    }
+}
+
+/// The directory an index for `spec` lives in under `root`.
+pub fn directory(root: &Path, spec: &IndexSpec) -> PathBuf {
+    root.join(spec.signature())
+}
