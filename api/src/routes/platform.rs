@@ -62,7 +62,10 @@ pub async fn tenants(
                 (SELECT count(*) FROM messages m WHERE m.tenant_id = t.id) AS messages,
                 (SELECT count(*) FROM leads l WHERE l.tenant_id = t.id) AS leads,
                 (SELECT count(*) FROM deals d WHERE d.tenant_id = t.id) AS deals
-         FROM tenants t ORDER BY t.created_at, t.id",
+         FROM tenants t
+         -- The global knowledge base's pseudo-tenant is not a business.
+         WHERE t.id <> wasit_global_tenant()
+         ORDER BY t.created_at, t.id",
     )
     .fetch_all(&mut *tx)
     .await?;
