@@ -16,6 +16,11 @@ CREATE FUNCTION wasit_global_tenant() RETURNS uuid
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$ SELECT '00000000-0000-0000-0000-00000000000b'::uuid $$;
 
+-- Nobody logs in to, or receives messages for, the global pseudo-tenant.
+ALTER TABLE users ADD CONSTRAINT users_not_global CHECK (tenant_id <> '00000000-0000-0000-0000-00000000000b');
+ALTER TABLE channel_accounts ADD CONSTRAINT channel_accounts_not_global
+    CHECK (tenant_id <> '00000000-0000-0000-0000-00000000000b');
+
 CREATE TABLE articles (
     id                  uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     tenant_id           uuid NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
@@ -34,6 +39,9 @@ CREATE TABLE articles (
     -- from (content_hash, the index's generation), or that is deleted, is (re)indexed at start.
     indexed_hash        text,
     indexed_generation  uuid,
+    -- Bumped by every write and delete: marking an article indexed names the revision that was
+    -- written, so a write racing a sync leaves it stale rather than wrongly marked.
+    revision            bigint NOT NULL DEFAULT 0,
     -- Deleted, but still in the index: the row goes once the index has dropped its chunks.
     deleted_at          timestamptz,
     created_at          timestamptz NOT NULL DEFAULT now(),
@@ -74,6 +82,22 @@ END
 $$;
 GRANT SELECT, INSERT, UPDATE, DELETE ON articles, article_chunks TO wasit_app;
 
+-- On a managed server whose owner role does not bypass RLS, the SECURITY DEFINER functions below
+-- (run as the owner) would see no rows: let the owner role — only it, never wasit_app — read
+-- these tables (as 20261126000005_owner_routing.sql does for the routing tables).
+DO $$
+DECLARE
+    t text;
+BEGIN
+    IF (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user) THEN
+        RETURN;
+    END IF;
+    FOREACH t IN ARRAY ARRAY['articles', 'article_chunks'] LOOP
+        EXECUTE format('CREATE POLICY owner_routing ON %I FOR SELECT TO %I USING (true)', t, current_user);
+    END LOOP;
+END
+$$;
+
 -- The vector indexes this database has fed (the embedded one under a data dir, a Qdrant server's
 -- collection), each with its generation: a new one whenever the index is created or rebuilt, so
 -- every article is written to it again. Not tenant data: no tenant_id, no content.
@@ -111,3 +135,14 @@ CREATE FUNCTION wasit_kb_average_terms() RETURNS real
     $$;
 REVOKE ALL ON FUNCTION wasit_kb_average_terms() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION wasit_kb_average_terms() TO wasit_app;
+
+-- Whether any article was last indexed into another generation than p_generation: then an index
+-- of that generation has missed deletions (another index was fed meanwhile) and is rebuilt.
+CREATE FUNCTION wasit_kb_other_generations(p_generation uuid) RETURNS boolean
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp
+    AS $$
+        SELECT EXISTS (SELECT 1 FROM articles a
+                       WHERE a.indexed_generation IS NOT NULL AND a.indexed_generation <> p_generation)
+    $$;
+REVOKE ALL ON FUNCTION wasit_kb_other_generations(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION wasit_kb_other_generations(uuid) TO wasit_app;

@@ -31,7 +31,8 @@ pub enum KbCommand {
     /// Rebuild the vector index from PostgreSQL (the source of truth): empty it, measure the
     /// collection again, and write every article.
     Reindex,
-    /// Compare the vector index with PostgreSQL and list any difference (exit code 1 if any).
+    /// Bring the vector index up to date with PostgreSQL (as every start does), then compare
+    /// the two chunk by chunk and list any difference (exit code 1 if any).
     Check,
 }
 
@@ -39,8 +40,8 @@ pub enum KbCommand {
 #[command(group(clap::ArgGroup::new("owner").required(true).args(["tenant", "global"])))]
 pub struct IngestArgs {
     /// The directory of articles (`*.md` with `+++` TOML front matter), searched recursively.
-    #[arg(default_value = "knowledge-base/articles")]
-    pub dir: PathBuf,
+    /// Required with --tenant; with --global it defaults to knowledge-base/articles.
+    pub dir: Option<PathBuf>,
     /// The tenant the articles belong to (its slug).
     #[arg(long, value_parser = TenantSlug::parse)]
     pub tenant: Option<TenantSlug>,
@@ -134,19 +135,35 @@ async fn tenant_id(db: &Database, slug: &TenantSlug) -> anyhow::Result<TenantId>
 
 async fn ingest(db: &Database, kb: &KnowledgeBase, args: IngestArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let tenant = match &args.tenant {
-        Some(slug) => tenant_id(db, slug).await?,
-        None => GLOBAL_TENANT,
+    let (tenant, dir) = match (&args.tenant, args.dir) {
+        (Some(slug), Some(dir)) => (tenant_id(db, slug).await?, dir),
+        (Some(slug), None) => {
+            return Err(UsageError(format!(
+                "give the directory of {slug}'s articles: wasit kb ingest DIR --tenant {slug}"
+            ))
+            .into());
+        }
+        (None, dir) => (
+            GLOBAL_TENANT,
+            dir.unwrap_or_else(|| PathBuf::from("knowledge-base/articles")),
+        ),
     };
-    if !args.dir.is_dir() {
+    if !dir.is_dir() {
         return Err(UsageError(format!(
             "{} is not a directory of articles (give DIR, e.g. knowledge-base/articles)",
-            args.dir.display()
+            dir.display()
         ))
         .into());
     }
-    let files =
-        markdown_files(&args.dir).with_context(|| format!("cannot read {}", args.dir.display()))?;
+    let files = markdown_files(&dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    if files.is_empty() {
+        // Mirroring an empty directory would remove every article: a mistyped path must not.
+        return Err(UsageError(format!(
+            "no *.md articles below {}; nothing was changed",
+            dir.display()
+        ))
+        .into());
+    }
     let bar = Bar::new("reading");
     let (mut created, mut updated, mut unchanged) = (0, 0, 0);
     let mut failed = Vec::new();
@@ -154,7 +171,7 @@ async fn ingest(db: &Database, kb: &KnowledgeBase, args: IngestArgs) -> anyhow::
     for (i, path) in files.iter().enumerate() {
         bar.indexed(i, files.len(), 0);
         // A file that does not parse keeps its previous version: its source counts as seen.
-        seen.push(ArticleInput::source_of(&args.dir, path));
+        seen.push(ArticleInput::source_of(&dir, path));
         let article = match Article::load(path) {
             Ok(a) => a,
             Err(e) => {
@@ -163,7 +180,7 @@ async fn ingest(db: &Database, kb: &KnowledgeBase, args: IngestArgs) -> anyhow::
             }
         };
         match kb
-            .put(tenant, &ArticleInput::from_file(&args.dir, article))
+            .put(tenant, &ArticleInput::from_file(&dir, article))
             .await
         {
             Ok((_, Stored::Created)) => created += 1,
@@ -212,9 +229,16 @@ async fn search(db: &Database, kb: &KnowledgeBase, args: SearchArgs) -> anyhow::
     let hits = kb
         .search(tenant, &args.query, usize::from(args.limit))
         .await?;
-    if hits.is_empty() {
-        eprintln!("no results for {:?}", args.query);
-    }
+    let language = match knowledge_base::normalize::detect(&args.query) {
+        knowledge_base::normalize::Language::Arabic => "Arabic",
+        knowledge_base::normalize::Language::English => "English",
+        knowledge_base::normalize::Language::Mixed => "mixed Arabic and English",
+        knowledge_base::normalize::Language::Unknown => "no letters",
+    };
+    eprintln!(
+        "query in {language}: {} results (the tenant's own and the global articles)",
+        hits.len()
+    );
     let mut out = std::io::stdout().lock();
     for (rank, hit) in hits.iter().enumerate() {
         writeln!(

@@ -12,7 +12,7 @@ use runtime::outbox::Senders;
 use runtime::turn::TurnEngine;
 
 /// The agent kinds the runtime runs today. Adding a kind is a prompt file plus a line here.
-pub const AGENT_KINDS: &[&str] = &["sales"];
+pub const AGENT_KINDS: &[&str] = &["sales", "knowledge"];
 
 /// Everything `runtime::actors::Runtime::start` needs, from settings; adjust `config` before
 /// starting if needed.

@@ -172,8 +172,10 @@ pub struct KnowledgeBase {
     embedder: Option<Arc<dyn Embedder>>,
     counter: Arc<dyn TokenCounter>,
     options: ChunkOptions,
-    /// The index's generation once known; the lock also makes syncs one at a time.
-    generation: Mutex<Option<Generation>>,
+    /// Makes this process's syncs one at a time (processes sharing an index also take a
+    /// PostgreSQL advisory lock), and remembers whether the index was checked against the
+    /// other generations PostgreSQL knows (once per process).
+    sync_lock: Mutex<bool>,
 }
 
 impl std::fmt::Debug for KnowledgeBase {
@@ -212,22 +214,13 @@ impl KnowledgeBase {
         embedder: Option<Arc<dyn Embedder>>,
         counter: Arc<dyn TokenCounter>,
     ) -> Result<Self> {
-        let mut generation = None;
-        if !index.created() {
-            let row: Option<(Uuid, f32)> =
-                sqlx::query_as("SELECT generation, avg_len FROM kb_indexes WHERE name = $1")
-                    .bind(index.name())
-                    .fetch_optional(&pool)
-                    .await?;
-            generation = row.map(|(id, avg_len)| Generation { id, avg_len });
-        }
         Ok(Self {
             pool,
             index,
             embedder,
             counter,
             options: ChunkOptions::default(),
-            generation: Mutex::new(generation),
+            sync_lock: Mutex::new(false),
         })
     }
 
@@ -254,6 +247,7 @@ impl KnowledgeBase {
         tx: &mut runtime::db::TenantTx,
         input: &ArticleInput,
     ) -> Result<(Uuid, Stored)> {
+        check_input(input)?;
         let existing: Option<(Uuid, String, bool)> = sqlx::query_as(
             "SELECT id, content_hash, deleted_at IS NOT NULL FROM articles WHERE source = $1 FOR UPDATE",
         )
@@ -272,7 +266,10 @@ impl KnowledgeBase {
              ON CONFLICT (tenant_id, source) DO UPDATE SET
                  title = EXCLUDED.title, language = EXCLUDED.language, tags = EXCLUDED.tags,
                  sector = EXCLUDED.sector, body = EXCLUDED.body, content_hash = EXCLUDED.content_hash,
-                 deleted_at = NULL, updated_at = now()
+                 -- New chunks (new ids): whatever the index held of it is stale, even at the
+                 -- same hash (an article revived before its deletion reached the index).
+                 indexed_hash = NULL, deleted_at = NULL, updated_at = now(),
+                 revision = articles.revision + 1
              RETURNING id",
         )
         .bind(&input.source)
@@ -355,7 +352,8 @@ impl KnowledgeBase {
     /// [`Self::delete`] inside the caller's tenant transaction (which the caller commits).
     pub async fn delete_in(tx: &mut runtime::db::TenantTx, article: Uuid) -> Result<bool> {
         let hit = sqlx::query(
-            "UPDATE articles SET deleted_at = now(), updated_at = now() WHERE id = $1 AND deleted_at IS NULL",
+            "UPDATE articles SET deleted_at = now(), updated_at = now(), revision = revision + 1
+             WHERE id = $1 AND deleted_at IS NULL",
         )
         .bind(article)
         .execute(&mut **tx)
@@ -374,7 +372,7 @@ impl KnowledgeBase {
     pub async fn delete_missing(&self, tenant: TenantId, keep: &[String]) -> Result<Vec<String>> {
         let mut tx = begin_tenant(&self.pool, tenant).await?;
         let gone: Vec<(Uuid, String)> = sqlx::query_as(
-            "UPDATE articles SET deleted_at = now(), updated_at = now()
+            "UPDATE articles SET deleted_at = now(), updated_at = now(), revision = revision + 1
              WHERE deleted_at IS NULL AND source NOT LIKE 'api:%' AND NOT (source = ANY($1))
              RETURNING id, source",
         )
@@ -393,16 +391,88 @@ impl KnowledgeBase {
     }
 
     /// Brings the index up to date with PostgreSQL: writes every article it lacks or holds stale,
-    /// drops the points of deleted ones, and records each as indexed once flushed.
+    /// drops the points of deleted ones, and records each as indexed once flushed. Rebuilds the
+    /// index first when it does not hold the generation PostgreSQL has on record for it (new,
+    /// emptied, or interrupted in a rebuild), when another index was fed meanwhile (it would have
+    /// missed deletions), or when BM25's average document length has drifted by over a quarter.
     pub async fn sync(&self, progress: &dyn Progress) -> Result<SyncReport> {
-        let mut generation = self.generation.lock().await;
-        let current = match *generation {
-            Some(g) => g,
-            None => {
-                let g = self.new_generation().await?;
-                *generation = Some(g);
-                g
+        self.exclusively(false, progress).await
+    }
+
+    /// Rebuilds the index from PostgreSQL: empties it, starts a new generation (measuring the
+    /// average document length again), and writes every article.
+    pub async fn reindex(&self, progress: &dyn Progress) -> Result<SyncReport> {
+        self.exclusively(true, progress).await
+    }
+
+    /// Runs a sync (or a rebuild) alone: one at a time in this process, and across processes
+    /// sharing the index (an advisory lock held on a connection of its own; a process that dies
+    /// releases it). Optimises afterwards, outside the locks.
+    async fn exclusively(&self, rebuild: bool, progress: &dyn Progress) -> Result<SyncReport> {
+        let report = {
+            let mut checked = self.sync_lock.lock().await;
+            let mut lock = self.pool.acquire().await?;
+            sqlx::query("SELECT pg_advisory_lock(hashtext($1))")
+                .bind(self.index.name())
+                .execute(&mut *lock)
+                .await?;
+            let result = self.sync_locked(rebuild, &mut checked, progress).await;
+            let unlocked = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
+                .bind(self.index.name())
+                .execute(&mut *lock)
+                .await;
+            if unlocked.is_err() {
+                // The lock goes with the connection.
+                lock.detach();
             }
+            result?
+        };
+        // After a batch or more (ingest, start-up, rebuild), let the index build its search
+        // structures now; a single API write leaves that to the next big sync.
+        if report.articles >= SYNC_BATCH {
+            self.index.optimize().await?;
+        }
+        Ok(report)
+    }
+
+    async fn sync_locked(
+        &self,
+        rebuild: bool,
+        checked: &mut bool,
+        progress: &dyn Progress,
+    ) -> Result<SyncReport> {
+        let mut current = self.recorded_generation().await?;
+        if let Some(g) = current
+            && !*checked
+        {
+            let others: bool = sqlx::query_scalar("SELECT wasit_kb_other_generations($1)")
+                .bind(g.id)
+                .fetch_one(&self.pool)
+                .await?;
+            if others {
+                tracing::info!(
+                    index = self.index.name(),
+                    "another index was fed since this one: rebuilding it"
+                );
+                current = None;
+            }
+        }
+        *checked = true;
+        if let Some(g) = current {
+            let measured = self.average_terms().await?;
+            if measured.is_some_and(|m| (m - g.avg_len).abs() > g.avg_len / 4.0) {
+                tracing::info!(
+                    index = self.index.name(),
+                    was = g.avg_len,
+                    now = measured,
+                    "BM25's average chunk length has drifted: rebuilding the index"
+                );
+                current = None;
+            }
+        }
+        let current = match current {
+            Some(g) if !rebuild => g,
+            _ => self.new_generation().await?,
         };
         let stale: Vec<(Uuid, Uuid)> =
             sqlx::query_as("SELECT tenant_id, article_id FROM wasit_articles_to_index($1)")
@@ -413,12 +483,12 @@ impl KnowledgeBase {
         let mut report = SyncReport::default();
         progress.indexed(0, total, 0);
         for batch in stale.chunks(SYNC_BATCH) {
-            let mut written: Vec<(TenantId, Uuid, Option<String>)> = Vec::new();
+            let mut written: Vec<(TenantId, Uuid, Option<String>, i64)> = Vec::new();
             let mut points = Vec::new();
             let mut texts = Vec::new();
             for (tenant, article) in batch {
                 let tenant = TenantId(*tenant);
-                let (hash, mut article_points) =
+                let (hash, revision, mut article_points) =
                     self.article_points(tenant, *article, current).await?;
                 if hash.is_none() {
                     report.removed += 1;
@@ -429,7 +499,7 @@ impl KnowledgeBase {
                         .map(|p: &IndexPoint| format!("{}\n{}", p.payload.title, p.payload.text)),
                 );
                 points.append(&mut article_points);
-                written.push((tenant, *article, hash));
+                written.push((tenant, *article, hash, revision));
             }
             if let Some(embedder) = &self.embedder
                 && !texts.is_empty()
@@ -445,28 +515,49 @@ impl KnowledgeBase {
                 .await?;
             self.index.upsert(points).await?;
             self.index.flush().await?;
-            for (tenant, article, hash) in &written {
-                self.mark_indexed(*tenant, *article, hash.as_deref(), current.id)
+            for (tenant, article, hash, revision) in &written {
+                self.mark_indexed(*tenant, *article, hash.as_deref(), *revision, current.id)
                     .await?;
             }
             report.articles += written.len();
             progress.indexed(report.articles, total, report.chunks);
         }
-        if total > 0 {
-            self.index.optimize().await?;
-        }
         Ok(report)
     }
 
-    /// A new generation for the index (created empty or rebuilt), with BM25's average document
-    /// length measured on the chunks PostgreSQL holds.
-    async fn new_generation(&self) -> Result<Generation> {
+    /// The generation PostgreSQL has on record for the index, if the index says it holds it.
+    async fn recorded_generation(&self) -> Result<Option<Generation>> {
+        let row: Option<(Uuid, f32)> =
+            sqlx::query_as("SELECT generation, avg_len FROM kb_indexes WHERE name = $1")
+                .bind(self.index.name())
+                .fetch_optional(&self.pool)
+                .await?;
+        let held = self.index.generation().await?;
+        Ok(row
+            .filter(|(id, _)| held == Some(*id))
+            .map(|(id, avg_len)| Generation { id, avg_len }))
+    }
+
+    /// BM25's average document length over the live chunks, if there are any.
+    async fn average_terms(&self) -> Result<Option<f32>> {
         let measured: Option<f32> = sqlx::query_scalar("SELECT wasit_kb_average_terms()")
             .fetch_one(&self.pool)
             .await?;
+        Ok(measured.filter(|a| *a > 0.0))
+    }
+
+    /// Starts a new generation: the index says it holds none (durably), is emptied, PostgreSQL
+    /// records the new generation (with the average document length measured on its chunks),
+    /// and the index says it holds it. A crash anywhere in between leaves an index whose record
+    /// differs from PostgreSQL's, which the next sync rebuilds again; every article, stale
+    /// against the new generation, is then written.
+    async fn new_generation(&self) -> Result<Generation> {
+        self.index.set_generation(None).await?;
+        self.index.clear().await?;
+        self.index.flush().await?;
         let g = Generation {
             id: Uuid::new_v4(),
-            avg_len: measured.filter(|a| *a > 0.0).unwrap_or(DEFAULT_AVG_LEN),
+            avg_len: self.average_terms().await?.unwrap_or(DEFAULT_AVG_LEN),
         };
         sqlx::query(
             "INSERT INTO kb_indexes (name, generation, avg_len) VALUES ($1, $2, $3)
@@ -478,26 +569,27 @@ impl KnowledgeBase {
         .bind(g.avg_len)
         .execute(&self.pool)
         .await?;
+        self.index.set_generation(Some(g.id)).await?;
         Ok(g)
     }
 
-    /// An article's points as PostgreSQL holds them now, with the hash they are of (`None` for
-    /// an article that is deleted or gone).
+    /// An article's points as PostgreSQL holds them now, with the hash and revision they are of
+    /// (no hash for an article that is deleted or gone).
     async fn article_points(
         &self,
         tenant: TenantId,
         article: Uuid,
         generation: Generation,
-    ) -> Result<(Option<String>, Vec<IndexPoint>)> {
+    ) -> Result<(Option<String>, i64, Vec<IndexPoint>)> {
         let mut tx = begin_tenant(&self.pool, tenant).await?;
-        let row: Option<(String, String, bool)> = sqlx::query_as(
-            "SELECT title, content_hash, deleted_at IS NOT NULL FROM articles WHERE id = $1",
+        let row: Option<(String, String, bool, i64)> = sqlx::query_as(
+            "SELECT title, content_hash, deleted_at IS NOT NULL, revision FROM articles WHERE id = $1",
         )
         .bind(article)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((title, hash, false)) = row else {
-            return Ok((None, Vec::new()));
+        let Some((title, hash, false, revision)) = row else {
+            return Ok((None, row.map_or(0, |r| r.3), Vec::new()));
         };
         let chunks: Vec<ChunkRow> = sqlx::query_as(
             "SELECT id, ordinal, heading_path, text, language FROM article_chunks
@@ -532,51 +624,46 @@ impl KnowledgeBase {
                 }
             })
             .collect();
-        Ok((Some(hash), points))
+        Ok((Some(hash), revision, points))
     }
 
+    /// Records that the index holds `article` at `revision` (or, deleted, holds none of it):
+    /// only if the row is still at that revision, so a write or delete that raced the sync
+    /// leaves it stale for the next one.
     async fn mark_indexed(
         &self,
         tenant: TenantId,
         article: Uuid,
         hash: Option<&str>,
+        revision: i64,
         generation: Uuid,
     ) -> Result<()> {
         let mut tx = begin_tenant(&self.pool, tenant).await?;
         match hash {
-            // Only if it has not changed meanwhile: a newer version stays stale for the next sync.
             Some(hash) => {
                 sqlx::query(
                     "UPDATE articles SET indexed_hash = $2, indexed_generation = $3
-                     WHERE id = $1 AND content_hash = $2 AND deleted_at IS NULL",
+                     WHERE id = $1 AND revision = $4 AND deleted_at IS NULL",
                 )
                 .bind(article)
                 .bind(hash)
                 .bind(generation)
+                .bind(revision)
                 .execute(&mut *tx)
                 .await?;
             }
             None => {
-                sqlx::query("DELETE FROM articles WHERE id = $1 AND deleted_at IS NOT NULL")
-                    .bind(article)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "DELETE FROM articles WHERE id = $1 AND revision = $2 AND deleted_at IS NOT NULL",
+                )
+                .bind(article)
+                .bind(revision)
+                .execute(&mut *tx)
+                .await?;
             }
         }
         tx.commit().await.map_err(runtime::Error::from)?;
         Ok(())
-    }
-
-    /// Rebuilds the index from PostgreSQL: empties it, starts a new generation (measuring the
-    /// average document length again), and writes every article.
-    pub async fn reindex(&self, progress: &dyn Progress) -> Result<SyncReport> {
-        {
-            let mut generation = self.generation.lock().await;
-            self.index.clear().await?;
-            self.index.flush().await?;
-            *generation = Some(self.new_generation().await?);
-        }
-        self.sync(progress).await
     }
 
     /// The best passages for `query` among `tenant`'s own and the global articles: BM25 always,
@@ -614,10 +701,12 @@ impl KnowledgeBase {
                 limit,
             })
             .await?;
+        let mut seen = std::collections::HashSet::new();
         Ok(hits
             .into_iter()
             // The filter is the index's; this is the second lock on the door.
             .filter(|h| h.payload.tenant_id == tenant.0 || h.payload.tenant_id == GLOBAL_TENANT.0)
+            .filter(|h| seen.insert(h.chunk_id))
             .map(|h| SearchHit {
                 article_id: h.payload.article_id,
                 chunk_id: h.chunk_id,
@@ -634,24 +723,36 @@ impl KnowledgeBase {
     /// every tenant): the differences, empty when they agree. Reads across tenants with the
     /// pool given (the owner's, for operators and tests).
     pub async fn check(&self, owner: &PgPool) -> Result<Vec<String>> {
-        let expected: Vec<(Uuid, Uuid)> = sqlx::query_as(
-            "SELECT c.id, c.article_id FROM article_chunks c
+        let expected: Vec<(Uuid, Uuid, Uuid)> = sqlx::query_as(
+            "SELECT c.id, c.article_id, c.tenant_id FROM article_chunks c
              JOIN articles a ON a.tenant_id = c.tenant_id AND a.id = c.article_id
              WHERE a.deleted_at IS NULL",
         )
         .fetch_all(owner)
         .await?;
-        let expected: BTreeMap<Uuid, Uuid> = expected.into_iter().collect();
-        let actual: BTreeMap<Uuid, Uuid> = self.index.points().await?.into_iter().collect();
+        let expected: BTreeMap<Uuid, (Uuid, Uuid)> =
+            expected.into_iter().map(|(c, a, t)| (c, (a, t))).collect();
+        let actual: BTreeMap<Uuid, (Uuid, Uuid)> = self
+            .index
+            .points()
+            .await?
+            .into_iter()
+            .map(|(c, a, t)| (c, (a, t)))
+            .collect();
         let mut problems = Vec::new();
-        for (chunk, article) in &expected {
-            if actual.get(chunk) != Some(article) {
-                problems.push(format!(
+        for (chunk, (article, tenant)) in &expected {
+            match actual.get(chunk) {
+                None => problems.push(format!(
                     "chunk {chunk} of article {article} is not in the index"
-                ));
+                )),
+                Some(held) if held != &(*article, *tenant) => problems.push(format!(
+                    "chunk {chunk} is in the index as article {} of tenant {}, not article {article} of tenant {tenant}",
+                    held.0, held.1
+                )),
+                Some(_) => {}
             }
         }
-        for (chunk, article) in &actual {
+        for (chunk, (article, _)) in &actual {
             if !expected.contains_key(chunk) {
                 problems.push(format!(
                     "the index holds chunk {chunk} of article {article}, which PostgreSQL does not"
@@ -661,6 +762,32 @@ impl KnowledgeBase {
         Ok(problems)
     }
 }
+
+/// What PostgreSQL would refuse, refused first with a message that names the field.
+fn check_input(input: &ArticleInput) -> Result<()> {
+    crate::article::check_meta(&input.meta).map_err(KbError::Invalid)?;
+    let invalid = |m: &str| Err(KbError::Invalid(m.to_owned()));
+    let meta = &input.meta;
+    let fields = [&meta.title, &meta.language, &input.body, &input.source];
+    if fields
+        .into_iter()
+        .chain(&meta.tags)
+        .chain(&meta.sector)
+        .any(|f| f.contains('\0'))
+    {
+        return invalid("a NUL character is not text");
+    }
+    if input.body.trim().is_empty() || input.body.chars().count() > MAX_BODY_CHARS {
+        return invalid("the body is Markdown of 1 to 200,000 characters");
+    }
+    if input.source.chars().count() > 500 {
+        return invalid("the file's path below the directory is longer than 500 characters");
+    }
+    Ok(())
+}
+
+/// The longest article body, in characters.
+pub const MAX_BODY_CHARS: usize = 200_000;
 
 /// Every `*.md` file below `dir`, sorted, skipping hidden entries.
 pub fn markdown_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
@@ -673,7 +800,8 @@ pub fn markdown_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
             if entry.file_name().to_string_lossy().starts_with('.') {
                 continue;
             }
-            if entry.file_type()?.is_dir() {
+            // Symbolic links are followed, as the editor that wrote them meant.
+            if std::fs::metadata(&path)?.is_dir() {
                 stack.push(path);
             } else if path.extension().is_some_and(|e| e == "md") {
                 out.push(path);

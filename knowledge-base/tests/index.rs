@@ -95,8 +95,24 @@ async fn tenants_never_see_each_other(index: &dyn VectorIndex) {
         1
     );
     let points = index.points().await.unwrap();
-    assert!(points.iter().all(|(_, article)| *article != article_b));
-    assert!(points.iter().any(|(_, article)| *article == article_g));
+    assert!(points.iter().all(|(_, article, _)| *article != article_b));
+    assert!(
+        points
+            .iter()
+            .any(|(_, article, tenant)| *article == article_g && *tenant == global)
+    );
+    // The generation record: none, then durable, then gone again.
+    assert_eq!(index.generation().await.unwrap(), None);
+    let g = Uuid::new_v4();
+    index.set_generation(Some(g)).await.unwrap();
+    assert_eq!(index.generation().await.unwrap(), Some(g));
+    assert_eq!(
+        index.points().await.unwrap().len(),
+        points.len(),
+        "the record is not a chunk"
+    );
+    index.set_generation(None).await.unwrap();
+    assert_eq!(index.generation().await.unwrap(), None);
 }
 
 #[tokio::test]
@@ -232,13 +248,13 @@ async fn hybrid_search_fuses_sparse_and_dense_results() {
     assert!(hits.iter().all(|h| h.payload.tenant_id == tenant));
 }
 
-/// Flushed points are there after a reopen; a second opener of the same index is refused with
+/// Flushed points and the generation record are there after a reopen; a second opener of the same index is refused with
 /// a message that says what to do.
 #[tokio::test]
 async fn flushed_points_survive_a_reopen_and_a_second_process_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let spec = IndexSpec { dense: None };
-    let tenant = Uuid::new_v4();
+    let (tenant, generation) = (Uuid::new_v4(), Uuid::new_v4());
     {
         let index = Arc::new(EdgeIndex::open(dir.path(), &spec).unwrap());
         index
@@ -251,6 +267,7 @@ async fn flushed_points_survive_a_reopen_and_a_second_process_is_refused() {
             .await
             .unwrap();
         index.flush().await.unwrap();
+        index.set_generation(Some(generation)).await.unwrap();
         match EdgeIndex::open(dir.path(), &spec) {
             Err(IndexError::Busy(message)) => assert!(message.contains("wasit serve"), "{message}"),
             other => panic!("a second open was not refused: {other:?}"),
@@ -258,6 +275,7 @@ async fn flushed_points_survive_a_reopen_and_a_second_process_is_refused() {
     }
     let index = EdgeIndex::open(dir.path(), &spec).unwrap();
     assert!(!index.created());
+    assert_eq!(index.generation().await.unwrap(), Some(generation));
     let hits = index
         .search(query(&[tenant], "سبائك الذهب", 3))
         .await

@@ -51,10 +51,12 @@ pub async fn list(
     .await?)
 }
 
-pub async fn find(tx: &mut TenantTx, id: uuid::Uuid) -> runtime::Result<Article> {
+/// A live article of the tenant; `lock`: for update, until the transaction ends.
+pub async fn find(tx: &mut TenantTx, id: uuid::Uuid, lock: bool) -> runtime::Result<Article> {
+    let lock = if lock { " FOR UPDATE OF a" } else { "" };
     sqlx::query_as::<_, Article>(&format!(
         "SELECT {COLUMNS} FROM articles a
-         WHERE a.tenant_id = wasit_current_tenant() AND a.id = $1 AND a.deleted_at IS NULL"
+         WHERE a.tenant_id = wasit_current_tenant() AND a.id = $1 AND a.deleted_at IS NULL{lock}"
     ))
     .bind(id)
     .fetch_optional(&mut **tx)

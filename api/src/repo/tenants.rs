@@ -54,6 +54,12 @@ pub async fn current(tx: &mut TenantTx) -> runtime::Result<Tenant> {
 
 /// Looks a tenant up by slug for an operator command, with a message that says how to fix it.
 pub async fn require_by_slug(pool: &PgPool, slug: &TenantSlug) -> runtime::Result<TenantId> {
+    if slug.as_str() == "global" {
+        return Err(runtime::Error::Invalid(
+            "`global` is the shared knowledge base, not a tenant: load its articles with `wasit kb ingest DIR --global`"
+                .into(),
+        ));
+    }
     runtime::db::tenant_id_by_slug(pool, slug).await?.ok_or_else(|| {
         runtime::Error::Invalid(format!(
             "no tenant has the slug '{slug}'; create it with `wasit tenant create --slug {slug} --name NAME`"

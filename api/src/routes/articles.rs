@@ -99,29 +99,32 @@ pub struct WriteArticle {
 }
 
 impl WriteArticle {
-    fn into_input(self, source: String) -> Result<ArticleInput, ApiError> {
+    /// The article to store (the knowledge base checks it and answers 422 naming the field).
+    fn into_input(self, source: String) -> ArticleInput {
         let meta = ArticleMeta {
             title: self.title.trim().to_owned(),
             language: self.language,
             tags: self.tags.into_iter().map(|t| t.trim().to_owned()).collect(),
             sector: self.sector.map(|s| s.trim().to_owned()),
         };
-        knowledge_base::article::check_meta(&meta).map_err(ApiError::Invalid)?;
-        if self.body.trim().is_empty() || self.body.len() > 200_000 {
-            return Err(ApiError::Invalid(
-                "body is Markdown of 1 to 200,000 bytes".into(),
-            ));
-        }
-        Ok(ArticleInput::from_api(source, meta, self.body))
+        ArticleInput::from_api(source, meta, self.body)
     }
 }
 
-/// Indexes what was just written; if the index fails, the article is safe in PostgreSQL and
-/// the next start indexes it.
+/// Brings the index up to date with what was just committed. If it cannot, the article is safe
+/// in PostgreSQL (`indexed: false`) and a later sync indexes it.
 async fn catch_up(kb: &KnowledgeBase) {
     if let Err(e) = kb.sync(&()).await {
-        tracing::warn!("the knowledge index could not catch up (it will at the next start): {e}");
+        tracing::warn!("the knowledge index could not catch up (a later sync will): {e}");
     }
+}
+
+/// The article as it is now (after the index caught up).
+async fn reread(state: &AppState, auth: &AuthUser, id: uuid::Uuid) -> Result<Article, ApiError> {
+    let mut tx = auth.begin(&state.db).await?;
+    let article = articles::find(&mut tx, id, false).await?;
+    tx.commit().await?;
+    Ok(article)
 }
 
 pub async fn create(
@@ -131,18 +134,19 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Article>), ApiError> {
     auth.require(WRITERS)?;
     let kb = knowledge(&state)?;
-    let input = req.into_input(format!("api:{}", uuid::Uuid::new_v4()))?;
+    let input = req.into_input(format!("api:{}", uuid::Uuid::new_v4()));
     let mut tx = auth.begin(&state.db).await?;
     let (id, _) = kb.put_in(&mut tx, &input).await.map_err(kb_error)?;
-    let article = articles::find(&mut tx, id).await?;
+    let article = articles::find(&mut tx, id, false).await?;
     audit::record_new(&mut tx, &auth, "create", "article", id, &article).await?;
     tx.commit().await?;
     catch_up(kb).await;
-    Ok((StatusCode::CREATED, Json(article)))
+    Ok((StatusCode::CREATED, Json(reread(&state, &auth, id).await?)))
 }
 
 /// A writer's transaction on one of the tenant's articles that the API may change: those written
-/// through it (ingested ones belong to their files: 409).
+/// through it (ingested ones belong to their files: 409). The row is locked, so a delete cannot
+/// slip between this read and the write.
 async fn editable<'s>(
     state: &'s AppState,
     auth: &AuthUser,
@@ -152,7 +156,7 @@ async fn editable<'s>(
     let kb = knowledge(state)?;
     let id = article_id(id)?;
     let mut tx = auth.begin(&state.db).await?;
-    let article = articles::find(&mut tx, id).await?;
+    let article = articles::find(&mut tx, id, true).await?;
     if !article.source.starts_with("api:") {
         return Err(ApiError::Conflict(format!(
             "this article comes from the file {}: edit the file and run `wasit kb ingest` again",
@@ -169,16 +173,16 @@ pub async fn replace(
     ApiJson(req): ApiJson<WriteArticle>,
 ) -> Result<Json<Article>, ApiError> {
     let (kb, mut tx, before) = editable(&state, &auth, &id).await?;
-    let input = req.into_input(before.source.clone())?;
+    let input = req.into_input(before.source.clone());
     kb.put_in(&mut tx, &input).await.map_err(kb_error)?;
-    let after = articles::find(&mut tx, before.id).await?;
+    let after = articles::find(&mut tx, before.id, false).await?;
     audit::record(
         &mut tx, &auth, "update", "article", before.id, &before, &after,
     )
     .await?;
     tx.commit().await?;
     catch_up(kb).await;
-    Ok(Json(after))
+    Ok(Json(reread(&state, &auth, before.id).await?))
 }
 
 pub async fn delete(

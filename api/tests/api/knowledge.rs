@@ -167,7 +167,43 @@ async fn ingest_mirrors_the_directory_and_search_keeps_tenants_apart() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("agrees"), "{out}");
 
-    // Usage errors exit 2 and say what to do.
+    // Usage errors exit 2, change nothing, and say what to do.
+    let empty = tempfile::tempdir().unwrap();
+    let empty = empty.path().to_str().unwrap();
+    let (code, _, err) = run(wasit(
+        &db,
+        data.path(),
+        &["kb", "ingest", empty, "--tenant", "riyadh-gold"],
+    ));
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("no *.md articles") && err.contains("nothing was changed"),
+        "{err}"
+    );
+    assert!(search("riyadh-gold", "الملقا").contains("خزنة الرياض"));
+    let (code, _, err) = run(wasit(
+        &db,
+        data.path(),
+        &["kb", "ingest", "--tenant", "riyadh-gold"],
+    ));
+    assert_eq!(code, 2);
+    assert!(err.contains("give the directory"), "{err}");
+    let (code, _, err) = run(wasit(
+        &db,
+        data.path(),
+        &[
+            "user",
+            "create",
+            "--tenant",
+            "global",
+            "--email",
+            "x@example.com",
+            "--role",
+            "admin",
+        ],
+    ));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--global"), "{err}");
     let (code, _, err) = run(wasit(&db, data.path(), &["kb", "ingest", dir]));
     assert_eq!(code, 2, "{err}");
     let (code, _, err) = run(wasit(
@@ -281,6 +317,61 @@ async fn an_ingest_killed_midway_leaves_an_index_that_catches_up_with_postgres()
     ));
     assert_eq!(code, 0);
     assert!(out.lines().any(|l| l.contains("مقال 399")), "{out}");
+
+    // SIGKILL during a rebuild, once it has recorded its new generation: the next process finds
+    // the index short of that generation's articles and completes it.
+    let generation = || async {
+        sqlx::query_scalar::<_, uuid::Uuid>("SELECT generation FROM kb_indexes")
+            .fetch_one(admin)
+            .await
+            .unwrap()
+    };
+    let before = generation().await;
+    let mut child = wasit(&db, data.path(), &["kb", "reindex"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while generation().await == before {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the rebuild ended before it could be killed"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the rebuild never began"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let rebuilt: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM articles a JOIN kb_indexes k ON a.indexed_generation = k.generation",
+    )
+    .fetch_one(admin)
+    .await
+    .unwrap();
+    assert!(
+        rebuilt < 400,
+        "killed midway through the rebuild ({rebuilt} of 400)"
+    );
+    let (code, out, err) = run(wasit(&db, data.path(), &["kb", "check"]));
+    assert_eq!(code, 0, "{out}{err}");
+
+    // The index's files lost (a wiped volume): PostgreSQL's record no longer counts, and the
+    // next process rebuilds the index from it.
+    std::fs::remove_dir_all(data.path().join("knowledge")).unwrap();
+    let (code, out, err) = run(wasit(&db, data.path(), &["kb", "check"]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("the index agrees with PostgreSQL"), "{out}");
+    let (code, out, _) = run(wasit(
+        &db,
+        data.path(),
+        &["kb", "search", "المقال 17", "--tenant", "riyadh-gold"],
+    ));
+    assert_eq!(code, 0);
+    assert!(out.lines().any(|l| l.contains("مقال 17")), "{out}");
 }
 
 /// `/api/v1/articles`: written articles are searchable at once by their tenant only, replaced
@@ -313,6 +404,10 @@ async fn articles_through_the_api_are_indexed_and_kept_to_their_tenant() {
     let article: Value = r.json().await.unwrap();
     let id = article["id"].as_str().unwrap().to_owned();
     assert_eq!(article["chunks"], 1);
+    assert_eq!(
+        article["indexed"], true,
+        "indexed before the answer: {article}"
+    );
 
     let found = search(&app, &token_a, "استبدال المشغولات").await;
     assert_eq!(found["items"][0]["article_id"], id.as_str(), "{found}");
@@ -337,6 +432,8 @@ async fn articles_through_the_api_are_indexed_and_kept_to_their_tenant() {
         json!({"title": "x", "language": "arabic", "body": "نص"}),
         json!({"title": "x", "language": "ar", "body": "نص", "tenant_id": b.0}),
         json!({"title": "x", "language": "ar", "body": "  "}),
+        json!({"title": "x\u{0}y", "language": "ar", "body": "نص"}),
+        json!({"title": "x", "language": "ar", "body": "ذهب ".repeat(50_001)}),
     ] {
         let r = app
             .send("post", "/api/v1/articles", Some(&token_a), Some(&bad))
@@ -460,4 +557,72 @@ async fn the_search_knowledge_tool_answers_inside_a_turn() {
             .iter()
             .any(|t| t["function"]["name"] == "search_knowledge")
     );
+}
+
+/// With `EMBEDDING_MODEL` and an OpenAI-compatible endpoint, the knowledge base is hybrid: chunks
+/// and queries are embedded through `/embeddings` (in batches), the index holds dense vectors
+/// beside BM25, and search fuses the two; the vectors' size is learnt from the endpoint.
+#[tokio::test]
+async fn with_an_embedding_model_retrieval_is_hybrid() {
+    let db = TestDb::new().await;
+    let tenant = db.tenant("riyadh-gold").await;
+    let llm = api::testkit::llm::FakeLlm::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let (url, dir) = (llm.url(), data.path().to_str().unwrap().to_owned());
+    let settings = runtime::Settings::from_lookup(|key| match key {
+        "LLM_BASE_URL" => Some(url.clone()),
+        "EMBEDDING_MODEL" => Some("text-embedding-3-small".into()),
+        "WASIT_DATA_DIR" => Some(dir.clone()),
+        _ => None,
+    })
+    .unwrap();
+    let kb = api::wiring::knowledge(&settings, db.db().app.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        kb.embedder().map(|e| (e.model().to_owned(), e.dims())),
+        Some(("text-embedding-3-small".to_owned(), 8))
+    );
+    assert!(
+        kb.index()
+            .name()
+            .contains("hybrid-text-embedding-3-small-8")
+    );
+    let article = |title: &str, body: &str| {
+        knowledge_base::service::ArticleInput::from_api(
+            format!("api:{title}"),
+            knowledge_base::article::ArticleMeta {
+                title: title.into(),
+                language: "ar".into(),
+                tags: Vec::new(),
+                sector: None,
+            },
+            body.into(),
+        )
+    };
+    kb.put(
+        tenant,
+        &article("التوصيل", "# التوصيل\n\nالتوصيل مجاني داخل الرياض."),
+    )
+    .await
+    .unwrap();
+    kb.put(
+        tenant,
+        &article("الضمان", "# الضمان\n\nضمان مدى الحياة على السبائك."),
+    )
+    .await
+    .unwrap();
+    let before = llm.requests().len();
+    let report = kb.sync(&()).await.unwrap();
+    assert_eq!((report.articles, report.chunks), (2, 2));
+    let embedded: Vec<Value> = llm.requests()[before..].to_vec();
+    assert_eq!(embedded.len(), 1, "one batch for both chunks");
+    assert_eq!(embedded[0]["model"], "text-embedding-3-small");
+    assert_eq!(embedded[0]["input"].as_array().unwrap().len(), 2);
+
+    let hits = kb.search(tenant, "ضمان السبائك", 5).await.unwrap();
+    assert_eq!(hits[0].title, "الضمان");
+    // Fused: the other article comes back through the dense search although no word matches.
+    assert_eq!(hits.len(), 2, "{hits:?}");
+    assert!(kb.check(&db.db().admin).await.unwrap().is_empty());
 }

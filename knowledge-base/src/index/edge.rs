@@ -47,6 +47,7 @@ struct Job {
 /// The embedded `qdrant-edge` index.
 pub struct EdgeIndex {
     name: String,
+    dir: PathBuf,
     created: bool,
     shard: Arc<EdgeShard>,
     /// `None` once dropping.
@@ -102,6 +103,10 @@ impl EdgeIndex {
         let dir = root.join(spec.signature());
         std::fs::create_dir_all(&dir)
             .map_err(|e| backend(format!("cannot create {}: {e}", dir.display())))?;
+        // The index's name is its place: the same directory however it was reached.
+        let dir = dir
+            .canonicalize()
+            .map_err(|e| backend(format!("cannot resolve {}: {e}", dir.display())))?;
         let lock_path = dir.join("wasit.lock");
         let lock = File::options()
             .create(true)
@@ -132,6 +137,7 @@ impl EdgeIndex {
             .map_err(|e| backend(format!("cannot start the index writer: {e}")))?;
         Ok(Self {
             name: format!("edge:{}", dir.display()),
+            dir,
             created,
             shard,
             writer: Some(tx),
@@ -260,7 +266,7 @@ fn apply(shard: &EdgeShard, op: Op) -> Result<()> {
         Op::Clear => {
             let ids: Vec<PointId> = all_points(shard)?
                 .into_iter()
-                .map(|(id, _)| PointId::Uuid(id))
+                .map(|(id, _, _)| PointId::Uuid(id))
                 .collect();
             if ids.is_empty() {
                 return Ok(());
@@ -297,7 +303,7 @@ fn point_uuid(id: &PointId) -> Option<Uuid> {
     }
 }
 
-fn all_points(shard: &EdgeShard) -> Result<Vec<(Uuid, Uuid)>> {
+fn all_points(shard: &EdgeShard) -> Result<Vec<(Uuid, Uuid, Uuid)>> {
     let mut out = Vec::new();
     let mut offset = None;
     loop {
@@ -306,20 +312,28 @@ fn all_points(shard: &EdgeShard) -> Result<Vec<(Uuid, Uuid)>> {
                 offset,
                 limit: Some(1000),
                 filter: None,
-                with_payload: Some(WithPayloadInterface::Fields(vec![key("article_id")])),
+                with_payload: Some(WithPayloadInterface::Fields(vec![
+                    key("article_id"),
+                    key("tenant_id"),
+                ])),
                 with_vector: WithVector::Bool(false),
                 order_by: None,
             })
             .map_err(backend)?;
         for record in records {
-            let article = record
-                .payload
-                .as_ref()
-                .and_then(|p| p.0.get("article_id"))
-                .and_then(|v| v.as_str())
-                .and_then(|s| s.parse::<Uuid>().ok());
-            if let (Some(id), Some(article)) = (point_uuid(&record.id), article) {
-                out.push((id, article));
+            let field = |name: &str| {
+                record
+                    .payload
+                    .as_ref()
+                    .and_then(|p| p.0.get(name))
+                    .and_then(|v| v.as_str())
+                    .and_then(|s| s.parse::<Uuid>().ok())
+                    .unwrap_or_default()
+            };
+            // A point without a uuid id is not ours; one without fields shows as the nil uuid,
+            // so a check reports it rather than missing it.
+            if let Some(id) = point_uuid(&record.id) {
+                out.push((id, field("article_id"), field("tenant_id")));
             }
         }
         match next {
@@ -435,7 +449,7 @@ impl VectorIndex for EdgeIndex {
         })
     }
 
-    fn points(&self) -> BoxFuture<'_, Result<Vec<(Uuid, Uuid)>>> {
+    fn points(&self) -> BoxFuture<'_, Result<Vec<(Uuid, Uuid, Uuid)>>> {
         let shard = self.shard.clone();
         Box::pin(async move {
             tokio::task::spawn_blocking(move || all_points(&shard))
@@ -443,9 +457,63 @@ impl VectorIndex for EdgeIndex {
                 .map_err(|e| backend(format!("a scroll failed: {e}")))?
         })
     }
+
+    fn generation(&self) -> BoxFuture<'_, Result<Option<Uuid>>> {
+        let dir = self.dir.clone();
+        Box::pin(async move {
+            read_generation(&dir).map_err(|e| {
+                backend(format!(
+                    "cannot read {}: {e}",
+                    dir.join(GENERATION_FILE).display()
+                ))
+            })
+        })
+    }
+
+    fn set_generation(&self, generation: Option<Uuid>) -> BoxFuture<'_, Result<()>> {
+        let dir = self.dir.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                write_generation(&dir, generation).map_err(|e| {
+                    backend(format!(
+                        "cannot write {}: {e}",
+                        dir.join(GENERATION_FILE).display()
+                    ))
+                })
+            })
+            .await
+            .map_err(|e| backend(format!("recording the generation failed: {e}")))?
+        })
+    }
 }
 
-/// The directory an index for `spec` lives in under `root`.
-pub fn directory(root: &Path, spec: &IndexSpec) -> PathBuf {
-    root.join(spec.signature())
+/// The file that records the generation the shard holds.
+const GENERATION_FILE: &str = "wasit-generation";
+
+/// Writes `generation` (or removes the record) so that it survives a crash: a temporary file,
+/// synced, renamed over the old one, and the directory synced.
+fn write_generation(dir: &Path, generation: Option<Uuid>) -> std::io::Result<()> {
+    let path = dir.join(GENERATION_FILE);
+    match generation {
+        None => match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        },
+        Some(g) => {
+            let tmp = dir.join(format!("{GENERATION_FILE}.tmp"));
+            let mut file = File::create(&tmp)?;
+            std::io::Write::write_all(&mut file, g.to_string().as_bytes())?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+        }
+    }
+    File::open(dir)?.sync_all()
+}
+
+fn read_generation(dir: &Path) -> std::io::Result<Option<Uuid>> {
+    match std::fs::read_to_string(dir.join(GENERATION_FILE)) {
+        Ok(text) => Ok(text.trim().parse().ok()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }

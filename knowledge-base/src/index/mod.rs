@@ -137,8 +137,16 @@ pub trait VectorIndex: Send + Sync + fmt::Debug {
     fn optimize(&self) -> BoxFuture<'_, Result<()>>;
     /// The best points for a query, among the query's tenants only.
     fn search(&self, query: IndexQuery) -> BoxFuture<'_, Result<Vec<IndexHit>>>;
-    /// Every point as (chunk id, article id): for checks that the index agrees with PostgreSQL.
-    fn points(&self) -> BoxFuture<'_, Result<Vec<(Uuid, Uuid)>>>;
+    /// Every point as (chunk id, article id, tenant id): for checks that the index agrees with
+    /// PostgreSQL.
+    fn points(&self) -> BoxFuture<'_, Result<Vec<(Uuid, Uuid, Uuid)>>>;
+    /// The generation the index says it holds, if any (see [`VectorIndex::set_generation`]).
+    fn generation(&self) -> BoxFuture<'_, Result<Option<Uuid>>>;
+    /// Records durably which generation the index holds (`None`: it is being rebuilt and holds
+    /// no complete generation). PostgreSQL's record of the generation counts only while the index
+    /// says the same: an index emptied, replaced or rebuilt without PostgreSQL knowing is found
+    /// out at the next open.
+    fn set_generation(&self, generation: Option<Uuid>) -> BoxFuture<'_, Result<()>>;
 }
 
 fn payload_json(payload: &ChunkPayload) -> serde_json::Map<String, serde_json::Value> {

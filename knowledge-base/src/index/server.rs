@@ -7,10 +7,11 @@ use std::collections::HashMap;
 use qdrant_client::Qdrant;
 use qdrant_client::qdrant::{
     Condition, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder, DeletePointsBuilder,
-    Distance, FieldType, Filter, Fusion, Modifier, NamedVectors, PointId, PointStruct,
-    PrefetchQueryBuilder, Query, QueryPointsBuilder, ScrollPointsBuilder,
-    SparseVectorParamsBuilder, SparseVectorsConfigBuilder, UpsertPointsBuilder, Vector,
-    VectorInput, VectorParamsBuilder, VectorsConfigBuilder, point_id::PointIdOptions,
+    Distance, FieldType, Filter, GetPointsBuilder, Modifier, NamedVectors, PayloadIncludeSelector,
+    PointId, PointStruct, PointsIdsList, PrefetchQueryBuilder, Query, QueryPoints,
+    QueryPointsBuilder, RrfBuilder, ScrollPointsBuilder, SparseVectorParamsBuilder,
+    SparseVectorsConfigBuilder, UpsertPointsBuilder, Vector, VectorInput, VectorParamsBuilder,
+    VectorsConfigBuilder, point_id::PointIdOptions,
 };
 use uuid::Uuid;
 
@@ -18,6 +19,12 @@ use super::{
     BoxFuture, DENSE, IndexError, IndexHit, IndexPoint, IndexQuery, IndexSpec, Result, SPARSE,
     VectorIndex, payload_from, payload_json,
 };
+
+/// Reciprocal-rank fusion's constant, as the embedded index uses it.
+const RRF_K: u32 = 60;
+
+/// The point that records the collection's generation (no tenant: never found by a search).
+const GENERATION_POINT: Uuid = Uuid::from_u128(0x7761_7369_745f_6765_6e65_7261_7469_6f6e);
 
 /// A collection on a Qdrant server.
 pub struct ServerIndex {
@@ -107,7 +114,10 @@ impl ServerIndex {
             }
         }
         Ok(Self {
-            name: format!("qdrant:{url}/{collection}"),
+            // Named by its collection: the same server reached by another address is the same
+            // index (and another server's collection of that name is found out by its
+            // generation record).
+            name: format!("qdrant:{collection}"),
             collection,
             created: !exists,
             client,
@@ -125,6 +135,41 @@ impl ServerIndex {
             .map_err(backend)?;
         Ok(())
     }
+}
+
+/// The server request for `query`: BM25 alone, or BM25 and dense prefetches fused by reciprocal
+/// rank, with the tenant filter on every search. `None` when nothing can match.
+fn query_request(collection: &str, query: IndexQuery) -> Option<QueryPoints> {
+    if query.tenants.is_empty() || query.limit == 0 {
+        return None;
+    }
+    let filter = any_of("tenant_id", &query.tenants);
+    let candidates = query.candidates() as u64;
+    let sparse = VectorInput::new_sparse(query.sparse.indices, query.sparse.values);
+    let request = QueryPointsBuilder::new(collection)
+        .filter(filter.clone())
+        .limit(query.limit as u64)
+        .with_payload(true);
+    let request = match query.dense {
+        None => request.query(Query::new_nearest(sparse)).using(SPARSE),
+        Some(dense) => request
+            .add_prefetch(
+                PrefetchQueryBuilder::default()
+                    .query(Query::new_nearest(sparse))
+                    .using(SPARSE)
+                    .filter(filter.clone())
+                    .limit(candidates),
+            )
+            .add_prefetch(
+                PrefetchQueryBuilder::default()
+                    .query(Query::new_nearest(VectorInput::new_dense(dense)))
+                    .using(DENSE)
+                    .filter(filter)
+                    .limit(candidates),
+            )
+            .query(Query::new_rrf(RrfBuilder::with_k(RRF_K))),
+    };
+    Some(request.build())
 }
 
 impl VectorIndex for ServerIndex {
@@ -188,34 +233,8 @@ impl VectorIndex for ServerIndex {
 
     fn search(&self, query: IndexQuery) -> BoxFuture<'_, Result<Vec<IndexHit>>> {
         Box::pin(async move {
-            if query.tenants.is_empty() || query.limit == 0 {
+            let Some(request) = query_request(&self.collection, query) else {
                 return Ok(Vec::new());
-            }
-            let filter = any_of("tenant_id", &query.tenants);
-            let candidates = query.candidates() as u64;
-            let sparse = VectorInput::new_sparse(query.sparse.indices, query.sparse.values);
-            let mut request = QueryPointsBuilder::new(&self.collection)
-                .filter(filter.clone())
-                .limit(query.limit as u64)
-                .with_payload(true);
-            request = match query.dense {
-                None => request.query(Query::new_nearest(sparse)).using(SPARSE),
-                Some(dense) => request
-                    .add_prefetch(
-                        PrefetchQueryBuilder::default()
-                            .query(Query::new_nearest(sparse))
-                            .using(SPARSE)
-                            .filter(filter.clone())
-                            .limit(candidates),
-                    )
-                    .add_prefetch(
-                        PrefetchQueryBuilder::default()
-                            .query(Query::new_nearest(VectorInput::new_dense(dense)))
-                            .using(DENSE)
-                            .filter(filter)
-                            .limit(candidates),
-                    )
-                    .query(Query::new_fusion(Fusion::Rrf)),
             };
             let response = self.client.query(request).await.map_err(backend)?;
             response
@@ -235,31 +254,34 @@ impl VectorIndex for ServerIndex {
         })
     }
 
-    fn points(&self) -> BoxFuture<'_, Result<Vec<(Uuid, Uuid)>>> {
+    fn points(&self) -> BoxFuture<'_, Result<Vec<(Uuid, Uuid, Uuid)>>> {
         Box::pin(async move {
             let mut out = Vec::new();
             let mut offset: Option<PointId> = None;
             loop {
                 let mut request = ScrollPointsBuilder::new(&self.collection)
                     .limit(1000)
-                    .with_payload(true)
+                    .with_payload(PayloadIncludeSelector::new(vec![
+                        "article_id".to_owned(),
+                        "tenant_id".to_owned(),
+                    ]))
                     .with_vectors(false);
                 if let Some(offset) = offset.take() {
                     request = request.offset(offset);
                 }
                 let page = self.client.scroll(request).await.map_err(backend)?;
                 for point in page.result {
-                    let article = point
-                        .payload
-                        .get("article_id")
-                        .and_then(|v| {
-                            serde_json::Value::from(v.clone())
-                                .as_str()
-                                .map(str::to_owned)
-                        })
-                        .and_then(|s| s.parse::<Uuid>().ok());
-                    if let (Some(id), Some(article)) = (point_uuid(point.id), article) {
-                        out.push((id, article));
+                    let field = |name: &str| {
+                        point
+                            .payload
+                            .get(name)
+                            .and_then(|v| v.as_str().and_then(|s| s.parse::<Uuid>().ok()))
+                            .unwrap_or_default()
+                    };
+                    let (article, tenant) = (field("article_id"), field("tenant_id"));
+                    match point_uuid(point.id) {
+                        Some(id) if id != GENERATION_POINT => out.push((id, article, tenant)),
+                        _ => {}
                     }
                 }
                 match page.next_page_offset {
@@ -268,5 +290,121 @@ impl VectorIndex for ServerIndex {
                 }
             }
         })
+    }
+
+    fn generation(&self) -> BoxFuture<'_, Result<Option<Uuid>>> {
+        Box::pin(async move {
+            let id: PointId = GENERATION_POINT.to_string().into();
+            let got = self
+                .client
+                .get_points(
+                    GetPointsBuilder::new(&self.collection, vec![id])
+                        .with_payload(true)
+                        .with_vectors(false),
+                )
+                .await
+                .map_err(backend)?;
+            Ok(got
+                .result
+                .first()
+                .and_then(|p| p.payload.get("generation"))
+                .and_then(|v| v.as_str().and_then(|s| s.parse().ok())))
+        })
+    }
+
+    fn set_generation(&self, generation: Option<Uuid>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            let id: PointId = GENERATION_POINT.to_string().into();
+            match generation {
+                None => {
+                    self.client
+                        .delete_points(
+                            DeletePointsBuilder::new(&self.collection)
+                                .points(PointsIdsList { ids: vec![id] })
+                                .wait(true),
+                        )
+                        .await
+                        .map_err(backend)?;
+                }
+                Some(g) => {
+                    let empty = Vector::new_sparse(Vec::<u32>::new(), Vec::<f32>::new());
+                    let vectors = NamedVectors::default().add_vector(SPARSE, empty);
+                    let mut payload = serde_json::Map::new();
+                    payload.insert("generation".into(), g.to_string().into());
+                    let point = PointStruct::new(id, vectors, payload);
+                    self.client
+                        .upsert_points(
+                            UpsertPointsBuilder::new(&self.collection, vec![point]).wait(true),
+                        )
+                        .await
+                        .map_err(backend)?;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use qdrant_client::qdrant::condition::ConditionOneOf;
+    use qdrant_client::qdrant::r#match::MatchValue;
+
+    use super::*;
+    use crate::bm25;
+
+    /// The tenants a filter lets through, if it is exactly our tenant filter.
+    fn tenants_of(filter: Option<&Filter>) -> Vec<String> {
+        let filter = filter.expect("a filter");
+        assert!(filter.should.is_empty() && filter.must_not.is_empty());
+        let [condition] = filter.must.as_slice() else {
+            panic!("one condition: {filter:?}");
+        };
+        let Some(ConditionOneOf::Field(field)) = &condition.condition_one_of else {
+            panic!("a field condition: {condition:?}");
+        };
+        assert_eq!(field.key, "tenant_id");
+        match field.r#match.as_ref().and_then(|m| m.match_value.as_ref()) {
+            Some(MatchValue::Keywords(k)) => k.strings.clone(),
+            other => panic!("a keyword match: {other:?}"),
+        }
+    }
+
+    /// Without a server at hand, the request the server would get: every search in it (the
+    /// root and each prefetch of a hybrid query) is filtered to exactly the query's tenants.
+    #[test]
+    fn every_search_sent_to_the_server_is_filtered_to_the_tenants() {
+        let tenants = vec![Uuid::new_v4(), Uuid::new_v4()];
+        let names: Vec<String> = tenants.iter().map(Uuid::to_string).collect();
+        let query = |dense: Option<Vec<f32>>| IndexQuery {
+            tenants: tenants.clone(),
+            sparse: bm25::query_vector("ضمان الذهب"),
+            dense,
+            limit: 8,
+        };
+        let sparse = query_request("c", query(None)).unwrap();
+        assert_eq!(tenants_of(sparse.filter.as_ref()), names);
+        assert!(sparse.prefetch.is_empty());
+        assert_eq!(sparse.using.as_deref(), Some(SPARSE));
+
+        let hybrid = query_request("c", query(Some(vec![0.5; 4]))).unwrap();
+        assert_eq!(tenants_of(hybrid.filter.as_ref()), names);
+        assert_eq!(hybrid.prefetch.len(), 2);
+        for prefetch in &hybrid.prefetch {
+            assert_eq!(tenants_of(prefetch.filter.as_ref()), names);
+            assert_eq!(prefetch.limit, Some(32));
+        }
+        let mut usings: Vec<_> = hybrid.prefetch.iter().map(|p| p.using.clone()).collect();
+        usings.sort();
+        assert_eq!(usings, [Some(SPARSE.to_owned()), Some(DENSE.to_owned())]);
+
+        let none = IndexQuery {
+            tenants: Vec::new(),
+            ..query(None)
+        };
+        assert!(
+            query_request("c", none).is_none(),
+            "no tenants: no request, never all"
+        );
     }
 }
