@@ -339,6 +339,9 @@ async fn warn_about_server_settings(pool: &sqlx::PgPool) {
     }
 }
 
+/// How often `serve` brings the knowledge index up to date besides at start and after writes.
+const KNOWLEDGE_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
 async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let db = Database::open(settings)
         .await
@@ -367,15 +370,21 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
                 let kb = std::sync::Arc::new(kb);
                 tracing::info!(index = kb.index().name(), "knowledge base open");
                 let syncing = kb.clone();
+                // At start, then every minute: whatever a failed catch-up (an embedder outage, a
+                // lost index) left behind is indexed without waiting for the next write.
                 tokio::spawn(async move {
-                    match syncing.sync(&()).await {
-                        Ok(r) if r.articles > 0 => tracing::info!(
-                            articles = r.articles,
-                            chunks = r.chunks,
-                            "knowledge index caught up"
-                        ),
-                        Ok(_) => {}
-                        Err(e) => tracing::error!("the knowledge index could not catch up: {e}"),
+                    let mut every = tokio::time::interval(KNOWLEDGE_SYNC_INTERVAL);
+                    loop {
+                        every.tick().await;
+                        match syncing.sync(&()).await {
+                            Ok(r) if r.articles > 0 => tracing::info!(
+                                articles = r.articles,
+                                chunks = r.chunks,
+                                "knowledge index caught up"
+                            ),
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!("the knowledge index could not catch up: {e}"),
+                        }
                     }
                 });
                 Some(kb)

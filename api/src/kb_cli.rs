@@ -261,6 +261,8 @@ async fn search(db: &Database, kb: &KnowledgeBase, args: SearchArgs) -> anyhow::
 /// A progress bar on stderr when it is a terminal (count, rate, ETA); silent otherwise.
 struct Bar {
     label: &'static str,
+    /// What is counted: files, then articles.
+    unit: &'static str,
     started: Instant,
     last: Mutex<Option<Instant>>,
     live: bool,
@@ -270,6 +272,11 @@ impl Bar {
     fn new(label: &'static str) -> Self {
         Self {
             label,
+            unit: if label == "reading" {
+                "files"
+            } else {
+                "articles"
+            },
             started: Instant::now(),
             last: Mutex::new(None),
             live: std::io::stderr().is_terminal(),
@@ -315,10 +322,11 @@ impl Progress for Bar {
             String::new()
         };
         eprint!(
-            "\r{:<9} [{}{}] {done}/{total} files{chunks} · ETA {eta}   ",
+            "\r{:<9} [{}{}] {done}/{total} {}{chunks} · ETA {eta}   ",
             self.label,
             "#".repeat(filled),
             " ".repeat(width - filled),
+            self.unit,
         );
         let _ = std::io::stderr().flush();
     }

@@ -6,7 +6,7 @@
 //! test: the figures go to docs/BENCHMARKS.md.
 //!
 //! ```text
-//! cargo bench -p knowledge-base --bench retrieval -- [--chunks 100000] [--dims 384] [--queries 2000]
+//! cargo bench -p knowledge-base --bench retrieval -- [--chunks 100000] [--dims 384] [--queries 2000] [--global-share 0.05]
 //! ```
 //!
 //! The texts are made from the starter articles' own terms (Arabic and English, Zipf-like
@@ -62,6 +62,9 @@ fn main() {
     let chunks: usize = arg("--chunks", 100_000);
     let dims: usize = arg("--dims", 384);
     let queries: usize = arg("--queries", 2000);
+    // The share of chunks that are global (the shared starter knowledge base); the rest spread
+    // evenly over the tenants.
+    let global_share: f64 = arg("--global-share", 0.05);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
 
     // The vocabulary: every word of the starter articles, most frequent first.
@@ -102,8 +105,9 @@ fn main() {
     let index = EdgeIndex::open(dir.path(), &spec).unwrap();
 
     println!(
-        "corpus: {chunks} chunks, {} tenants + global, vocabulary {} words, dense {dims} dims",
+        "corpus: {chunks} chunks, {} tenants + global ({:.0} % of chunks), vocabulary {} words, dense {dims} dims",
         tenants.len(),
+        global_share * 100.0,
         vocabulary.len()
     );
     let started = Instant::now();
@@ -118,8 +122,7 @@ fn main() {
                     .map(|_| vocabulary[rng.zipf(vocabulary.len())].as_str())
                     .collect();
                 let text = text.join(" ");
-                // One in five chunks is global; the rest spread over the tenants.
-                let tenant = if (made + i) % 5 == 0 {
+                let tenant = if ((made + i) as f64 * global_share).fract() + global_share >= 1.0 {
                     global
                 } else {
                     tenants[rng.below(tenants.len())]
@@ -159,7 +162,13 @@ fn main() {
         peak_rss_mib()
     );
 
-    let mut run = |hybrid: bool| {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mode {
+        Hybrid,
+        Sparse,
+        Dense,
+    }
+    let mut run = |mode: Mode| {
         let mut times = Vec::with_capacity(queries);
         let mut results = 0usize;
         for q in 0..queries {
@@ -174,8 +183,12 @@ fn main() {
             };
             let query = IndexQuery {
                 tenants: vec![tenants[rng.below(tenants.len())], global],
-                sparse: bm25::query_vector(&text),
-                dense: hybrid.then(|| rng.unit_vector(dims)),
+                sparse: if mode == Mode::Dense {
+                    bm25::SparseVector::default()
+                } else {
+                    bm25::query_vector(&text)
+                },
+                dense: (mode != Mode::Sparse).then(|| rng.unit_vector(dims)),
                 limit: 8,
             };
             let started = Instant::now();
@@ -186,10 +199,10 @@ fn main() {
         times.sort();
         println!(
             "{}: {queries} queries, top-8, filtered to a tenant + global: p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {:.1} results/query",
-            if hybrid {
-                "hybrid (BM25 + dense, RRF)"
-            } else {
-                "BM25 alone"
+            match mode {
+                Mode::Hybrid => "hybrid (BM25 + dense, RRF)",
+                Mode::Sparse => "BM25 alone",
+                Mode::Dense => "dense alone (an empty BM25 query)",
             },
             percentile(&times, 0.50),
             percentile(&times, 0.95),
@@ -198,6 +211,7 @@ fn main() {
             results as f64 / queries as f64,
         );
     };
-    run(true);
-    run(false);
+    run(Mode::Hybrid);
+    run(Mode::Sparse);
+    run(Mode::Dense);
 }

@@ -79,7 +79,7 @@ pub async fn get(
     auth.require(READERS)?;
     let id = article_id(&id)?;
     let mut tx = auth.begin(&state.db).await?;
-    let article = articles::find(&mut tx, id).await?;
+    let article = articles::find(&mut tx, id, false).await?;
     tx.commit().await?;
     Ok(Json(article))
 }

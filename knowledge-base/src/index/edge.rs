@@ -17,10 +17,11 @@ use std::sync::Arc;
 
 use qdrant_edge::{
     Condition, Distance, EdgeConfig, EdgeShard, EdgeSparseVectorParams, EdgeVectorParams,
-    FieldCondition, Filter, Fusion, JsonPath, Match, Modifier, NamedQuery, PayloadFieldSchema,
-    PayloadSchemaType, PointId, PointInsertOperations, PointOperations, PointStruct, Prefetch,
-    QueryEnum, QueryRequest, ScoringQuery, ScrollRequest, UpdateOperation, Vector, VectorInternal,
-    Vectors, WithPayloadInterface, WithVector,
+    FieldCondition, Filter, JsonPath, Match, Modifier, NamedQuery, PayloadFieldSchema,
+    PayloadSchemaType, PointId, PointInsertOperations, PointOperations, PointStruct,
+    QuantizationConfig, QueryEnum, QueryRequest, ScoredPoint, ScoringQuery, ScrollRequest,
+    SearchParams, UpdateOperation, Vector, VectorInternal, Vectors, WithPayloadInterface,
+    WithVector,
 };
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -168,6 +169,22 @@ impl EdgeIndex {
     }
 }
 
+/// Below this many matching points per segment (a tenant and the global articles, usually), a
+/// BM25 search scores the filtered points directly rather than walking whole posting lists of
+/// common terms: over 100,000 chunks with 6,000 matching, BM25 p99 went from 5.6 to 3.1 ms
+/// (qdrant-edge's default is 5,000; at 20,000 a 21,000-point filter became slower than the
+/// posting lists; docs/BENCHMARKS.md).
+const SPARSE_FULL_SCAN: usize = 10_000;
+
+/// Scalar int8 quantisation, kept in RAM. (Its config type is not re-exported by qdrant-edge
+/// 0.7.2; it is built from its documented serde form.)
+fn int8_quantization() -> QuantizationConfig {
+    serde_json::from_value(serde_json::json!(
+        {"scalar": {"type": "int8", "quantile": 0.99, "always_ram": true}}
+    ))
+    .unwrap_or_else(|e| unreachable!("the int8 quantisation config is well-formed: {e}"))
+}
+
 fn open_shard(dir: &Path, spec: &IndexSpec) -> Result<(EdgeShard, bool)> {
     let has_segments = std::fs::read_dir(dir.join("segments"))
         .map(|mut entries| entries.next().is_some())
@@ -182,6 +199,7 @@ fn open_shard(dir: &Path, spec: &IndexSpec) -> Result<(EdgeShard, bool)> {
             SPARSE.to_owned(),
             EdgeSparseVectorParams {
                 modifier: Some(Modifier::Idf),
+                full_scan_threshold: Some(SPARSE_FULL_SCAN),
                 ..Default::default()
             },
         )]),
@@ -196,7 +214,9 @@ fn open_shard(dir: &Path, spec: &IndexSpec) -> Result<(EdgeShard, bool)> {
                 on_disk: None,
                 multivector_config: None,
                 datatype: None,
-                quantization_config: None,
+                // int8 copies in RAM for the search, the originals to rescore the candidates
+                // (docs/BENCHMARKS.md has what it saved).
+                quantization_config: Some(int8_quantization()),
                 hnsw_config: None,
             },
         );
@@ -343,12 +363,65 @@ fn all_points(shard: &EdgeShard) -> Result<Vec<(Uuid, Uuid, Uuid)>> {
     }
 }
 
-fn nearest(vector: VectorInternal, using: &str) -> ScoringQuery {
-    ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery {
-        query: vector,
-        using: Some(using.to_owned()),
-    }))
+/// How wide the dense search looks (HNSW's `ef`): enough for the candidates, under the default
+/// (the index's `ef_construct`, 100); with int8 quantisation it took hybrid p99 over 50,000
+/// chunks from 4.8 to 3.6 ms (docs/BENCHMARKS.md).
+const DENSE_EF: usize = 64;
+
+/// The best `limit` points for one vector among the filtered ones, best first.
+fn nearest_points(
+    shard: &EdgeShard,
+    vector: VectorInternal,
+    using: &str,
+    filter: &Filter,
+    limit: usize,
+    params: Option<SearchParams>,
+    with_payload: bool,
+) -> Result<Vec<ScoredPoint>> {
+    shard
+        .query(QueryRequest {
+            prefetches: Vec::new(),
+            query: Some(ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery {
+                query: vector,
+                using: Some(using.to_owned()),
+            }))),
+            filter: Some(filter.clone()),
+            score_threshold: None,
+            limit,
+            offset: 0,
+            params,
+            with_vector: WithVector::Bool(false),
+            with_payload: WithPayloadInterface::Bool(with_payload),
+        })
+        .map_err(backend)
 }
+
+/// Reciprocal-rank fusion of ranked lists, as Qdrant computes it (`1 / (k + position)`, the
+/// first position 1) with k = [`RRF_K`]; best first, ties by first appearance.
+fn fuse(lists: Vec<Vec<ScoredPoint>>, limit: usize) -> Vec<ScoredPoint> {
+    let mut fused: Vec<ScoredPoint> = Vec::new();
+    let mut at: std::collections::HashMap<PointId, usize> = std::collections::HashMap::new();
+    for list in lists {
+        for (position, mut point) in list.into_iter().enumerate() {
+            let score = 1.0 / (RRF_K + position + 1) as f32;
+            match at.get(&point.id) {
+                Some(&i) => fused[i].score += score,
+                None => {
+                    at.insert(point.id, fused.len());
+                    point.score = score;
+                    fused.push(point);
+                }
+            }
+        }
+    }
+    // Stable: equal scores keep their first appearance.
+    fused.sort_by(|a, b| b.score.total_cmp(&a.score));
+    fused.truncate(limit);
+    fused
+}
+
+/// Reciprocal-rank fusion's constant (the server backend uses the same).
+const RRF_K: usize = 60;
 
 fn search(shard: &EdgeShard, query: IndexQuery) -> Result<Vec<IndexHit>> {
     if query.tenants.is_empty() || query.limit == 0 {
@@ -359,42 +432,49 @@ fn search(shard: &EdgeShard, query: IndexQuery) -> Result<Vec<IndexHit>> {
     let sparse: VectorInternal = Vector::new_sparse(query.sparse.indices, query.sparse.values)
         .map_err(backend)?
         .into();
-    let (prefetches, scoring) = match query.dense {
-        None => (Vec::new(), nearest(sparse, SPARSE)),
+    let points = match query.dense {
+        None => nearest_points(shard, sparse, SPARSE, &filter, query.limit, None, true)?,
         Some(dense) => {
-            let prefetch = |q: ScoringQuery| Prefetch {
-                prefetches: Vec::new(),
-                query: Some(q),
-                limit: candidates,
-                params: None,
-                filter: Some(filter.clone()),
-                score_threshold: None,
+            // The two searches run side by side (the shard is read concurrently), then fuse.
+            let params = SearchParams {
+                hnsw_ef: Some(DENSE_EF.max(candidates)),
+                ..Default::default()
             };
-            (
-                vec![
-                    prefetch(nearest(sparse, SPARSE)),
-                    prefetch(nearest(Vector::new_dense(dense).into(), DENSE)),
-                ],
-                ScoringQuery::Fusion(Fusion::Rrf {
-                    k: 60,
-                    weights: None,
-                }),
-            )
+            let (sparse, dense) = std::thread::scope(|scope| {
+                let dense = scope.spawn(|| {
+                    let vector = Vector::new_dense(dense).into();
+                    nearest_points(
+                        shard,
+                        vector,
+                        DENSE,
+                        &filter,
+                        candidates,
+                        Some(params),
+                        false,
+                    )
+                });
+                let sparse =
+                    nearest_points(shard, sparse, SPARSE, &filter, candidates, None, false);
+                let dense = dense
+                    .join()
+                    .unwrap_or_else(|_| Err(backend("the dense search panicked")));
+                (sparse, dense)
+            });
+            let mut best = fuse(vec![sparse?, dense?], query.limit);
+            // Payloads for the winners only (reading them is a good part of a search's cost).
+            let ids: Vec<PointId> = best.iter().map(|p| p.id).collect();
+            let mut payloads: std::collections::HashMap<PointId, _> = shard
+                .retrieve(&ids, Some(WithPayloadInterface::Bool(true)), None)
+                .map_err(backend)?
+                .into_iter()
+                .map(|r| (r.id, r.payload))
+                .collect();
+            for point in &mut best {
+                point.payload = payloads.remove(&point.id).flatten();
+            }
+            best
         }
     };
-    let points = shard
-        .query(QueryRequest {
-            prefetches,
-            query: Some(scoring),
-            filter: Some(filter),
-            score_threshold: None,
-            limit: query.limit,
-            offset: 0,
-            params: None,
-            with_vector: WithVector::Bool(false),
-            with_payload: WithPayloadInterface::Bool(true),
-        })
-        .map_err(backend)?;
     points
         .into_iter()
         .filter(|p| p.score > 0.0)
