@@ -651,13 +651,15 @@ impl LlmAgent {
                 // The tenant is the conversation's, never the model's.
                 match kb.search(input.tenant.id, &query, limit).await {
                     Ok(hits) if hits.is_empty() => {
-                        json!({"results": [], "note": "Nothing in the knowledge base matches: say you will check, do not guess."})
+                        json!({"query_language": knowledge_base::normalize::detect(&query).code(), "results": [], "note": "Nothing in the knowledge base matches: say you will check, do not guess."})
                     }
-                    Ok(hits) => json!({"results": hits.iter().map(|h| json!({
+                    Ok(hits) => {
+                        json!({"query_language": knowledge_base::normalize::detect(&query).code(), "results": hits.iter().map(|h| json!({
                         "citation": h.citation(),
                         "text": h.text,
                         "score": (h.score * 1000.0).round() / 1000.0,
-                    })).collect::<Vec<_>>()}),
+                    })).collect::<Vec<_>>()})
+                    }
                     Err(e) => {
                         tracing::warn!(tenant = %input.tenant.id, "search_knowledge failed: {e}");
                         json!({"error": "the knowledge base could not be searched just now"})

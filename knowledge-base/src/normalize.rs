@@ -116,6 +116,18 @@ pub enum Language {
     Unknown,
 }
 
+impl Language {
+    /// `ar`, `en`, `mixed` or `unknown`: as chunks record it and tools report it.
+    pub fn code(self) -> &'static str {
+        match self {
+            Language::Arabic => "ar",
+            Language::English => "en",
+            Language::Mixed => "mixed",
+            Language::Unknown => "unknown",
+        }
+    }
+}
+
 /// Detects the language of `text`: Arabic-script letters against Latin ones.
 pub fn detect(text: &str) -> Language {
     let (mut arabic, mut latin) = (0usize, 0usize);

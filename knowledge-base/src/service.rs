@@ -27,7 +27,7 @@ use crate::bm25;
 use crate::chunk::{ChunkOptions, chunk};
 use crate::embed::Embedder;
 use crate::index::{ChunkPayload, IndexError, IndexPoint, IndexQuery, VectorIndex};
-use crate::normalize::{Language, detect};
+use crate::normalize::detect;
 
 /// The pseudo-tenant that owns global articles (see the knowledge migration).
 pub const GLOBAL_TENANT: TenantId = TenantId(Uuid::from_u128(0xb));
@@ -187,15 +187,6 @@ impl std::fmt::Debug for KnowledgeBase {
     }
 }
 
-fn language_code(language: Language) -> &'static str {
-    match language {
-        Language::Arabic => "ar",
-        Language::English => "en",
-        Language::Mixed => "mixed",
-        Language::Unknown => "unknown",
-    }
-}
-
 #[derive(sqlx::FromRow)]
 struct ChunkRow {
     id: Uuid,
@@ -318,7 +309,7 @@ impl KnowledgeBase {
             paths.push(serde_json::to_string(&c.heading_path).unwrap_or_else(|_| "[]".into()));
             texts.push(c.text.clone());
             tokens.push(c.tokens as i32);
-            languages.push(language_code(detect(&c.text)));
+            languages.push(detect(&c.text).code());
             term_counts.push(
                 bm25::index_terms(&format!("{}\n{}", meta.title, c.indexed_text())).len() as i32,
             );

@@ -626,3 +626,73 @@ async fn with_an_embedding_model_retrieval_is_hybrid() {
     assert_eq!(hits.len(), 2, "{hits:?}");
     assert!(kb.check(&db.db().admin).await.unwrap().is_empty());
 }
+
+/// `sales` hands a factual question to the `knowledge` agent, which runs with its own prompt,
+/// searches, and answers citing the passage; the active agent is kept on the conversation.
+#[tokio::test]
+async fn the_knowledge_agent_takes_a_factual_question_and_cites_its_source() {
+    let h = harness_full(|_| {}, |_| {}).await;
+    let token = h.app.user_token(h.tenant, Role::Admin).await;
+    let body = json!({"title": "التوصيل", "language": "ar",
+        "body": "# التوصيل\n\n## الرسوم\n\nالتوصيل مجاني داخل الرياض للطلبات فوق ٥٠٠٠ ريال."});
+    let r = h
+        .app
+        .send("post", "/api/v1/articles", Some(&token), Some(&body))
+        .await;
+    assert_eq!(r.status(), 201);
+    h.llm.respond_with(|req| {
+        let system = req["messages"][0]["content"].as_str().unwrap_or_default();
+        let last = req["messages"].as_array().unwrap().last().unwrap();
+        let knowledge = system.contains("knowledge assistant");
+        match (knowledge, last["role"].as_str()) {
+            (false, Some("tool")) => Reply::Text("سأحولك إلى زميلي المختص.".into()),
+            (false, _) => Reply::ToolCalls(vec![(
+                "handoff".into(),
+                json!({"to_agent": "knowledge", "reason": "سؤال عن رسوم التوصيل"}),
+            )]),
+            (true, Some("tool")) => {
+                let result: Value =
+                    serde_json::from_str(last["content"].as_str().unwrap()).unwrap();
+                let hit = &result["results"][0];
+                Reply::Text(format!(
+                    "{} (حسب «{}»)",
+                    hit["text"].as_str().unwrap_or("?"),
+                    hit["citation"].as_str().unwrap_or("?")
+                ))
+            }
+            (true, _) => Reply::ToolCalls(vec![(
+                "search_knowledge".into(),
+                json!({"query": "رسوم التوصيل داخل الرياض"}),
+            )]),
+        }
+    });
+    h.app
+        .post_whatsapp(&notification(&[text(
+            "d1",
+            "966500000088",
+            "كم رسوم التوصيل؟",
+        )]))
+        .await;
+    h.graph.wait_for_delivered(1, WAIT).await;
+    h.app
+        .post_whatsapp(&notification(&[text("d2", "966500000088", "داخل الرياض")]))
+        .await;
+    let sent = h.graph.wait_for_delivered(2, WAIT).await;
+    assert_eq!(sent[0].body["text"]["body"], "سأحولك إلى زميلي المختص.");
+    assert_eq!(
+        sent[1].body["text"]["body"],
+        "التوصيل مجاني داخل الرياض للطلبات فوق ٥٠٠٠ ريال. (حسب «التوصيل › التوصيل › الرسوم»)"
+    );
+    assert_eq!(
+        h.app
+            .count("SELECT count(*) FROM conversations WHERE active_agent = 'knowledge'")
+            .await,
+        1
+    );
+    let agents: Vec<String> =
+        sqlx::query_scalar("SELECT agent FROM ai_conversations ORDER BY turn_seq")
+            .fetch_all(&h.app.test_db.db().admin)
+            .await
+            .unwrap();
+    assert_eq!(agents, ["sales", "knowledge"]);
+}
