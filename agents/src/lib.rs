@@ -6,12 +6,16 @@
 //! - [`llm_agent`]: [`llm_agent::LlmAgent`], the prompt-driven LLM agent (a
 //!   `runtime::turn::TurnEngine`): renders the prompt, runs the bounded tool loop, returns the
 //!   reply and typed actions.
-//! - `kind`, `tools`, `router`: to come with the agents (the tenant and contact come from the
+//! - [`catalog`]: the eighteen agent kinds of the design and the tools each may call.
+//! - [`check`]: `wasit prompts check`: every prompt file validated, `file:line: message`.
+//! - `tools`, `router`: to come with the agents (the tenant and contact come from the
 //!   conversation actor, never from model output).
 //!
 //! Architecture invariant: `agents` depends on `runtime` and `knowledge-base` only. It never runs
 //! SQL for the CRM: it emits typed actions that the action handler applies inside the turn's
 //! transaction.
 
+pub mod catalog;
+pub mod check;
 pub mod llm_agent;
 pub mod prompt;

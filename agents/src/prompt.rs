@@ -201,6 +201,13 @@ impl Prompt {
         })
     }
 
+    /// The variables the template reads, with their fields (`tenant.name`), not counting those
+    /// it sets itself (loop variables, `set`).
+    pub fn variables(&self) -> std::collections::HashSet<String> {
+        let template = self.env.get_template("prompt").expect("added at load");
+        template.undeclared_variables(true)
+    }
+
     /// Renders the system prompt with `context` (tenant, contact, history, …).
     pub fn render(&self, context: &serde_json::Value) -> Result<String, PromptError> {
         let template = self.env.get_template("prompt").expect("added at load");
@@ -213,6 +220,46 @@ impl Prompt {
                 message: format!("render: {e}"),
             })
     }
+}
+
+/// The prompt files of `dir`, sorted: `(None, path)` for `dir/*.md` and `(Some(slug), path)`
+/// for the overrides in `dir/tenants/<slug>/*.md` (a `README.md` is documentation).
+pub fn prompt_files(dir: &Path) -> Vec<(Option<String>, PathBuf)> {
+    let entries = |d: &Path| -> Vec<PathBuf> {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(d)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        paths.sort();
+        paths
+    };
+    let is_prompt = |p: &PathBuf| {
+        p.extension().is_some_and(|e| e == "md") && p.file_name().is_some_and(|n| n != "README.md")
+    };
+    let mut files: Vec<(Option<String>, PathBuf)> = entries(dir)
+        .into_iter()
+        .filter(is_prompt)
+        .map(|p| (None, p))
+        .collect();
+    for tenant_dir in entries(&dir.join("tenants"))
+        .into_iter()
+        .filter(|p| p.is_dir())
+    {
+        let slug = tenant_dir
+            .file_name()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        files.extend(
+            entries(&tenant_dir)
+                .into_iter()
+                .filter(is_prompt)
+                .map(|p| (Some(slug.clone()), p)),
+        );
+    }
+    files
 }
 
 /// All prompt files of a directory: one per agent kind, plus per-tenant overrides.
@@ -228,20 +275,6 @@ impl PromptSet {
     pub fn load_dir(dir: &Path) -> Result<Self, Vec<PromptError>> {
         let mut set = Self::default();
         let mut errors = Vec::new();
-        let md_files = |d: &Path| -> Vec<PathBuf> {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(d)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.extension().is_some_and(|e| e == "md")
-                        && p.file_name().is_some_and(|n| n != "README.md")
-                })
-                .collect();
-            files.sort();
-            files
-        };
         if !dir.is_dir() {
             return Err(vec![PromptError {
                 path: dir.to_owned(),
@@ -249,37 +282,16 @@ impl PromptSet {
                 message: "not a directory".into(),
             }]);
         }
-        for path in md_files(dir) {
-            match Prompt::load(&path) {
-                Ok(p) => {
+        for (slug, path) in prompt_files(dir) {
+            match (Prompt::load(&path), slug) {
+                (Ok(p), None) => {
                     set.base.insert(p.front.agent.clone(), Arc::new(p));
                 }
-                Err(e) => errors.push(e),
-            }
-        }
-        let tenants_dir = dir.join("tenants");
-        let mut slugs: Vec<PathBuf> = std::fs::read_dir(&tenants_dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.is_dir())
-            .collect();
-        slugs.sort();
-        for tenant_dir in slugs {
-            let slug = tenant_dir
-                .file_name()
-                .and_then(|s| s.to_str())
-                .unwrap_or_default()
-                .to_owned();
-            for path in md_files(&tenant_dir) {
-                match Prompt::load(&path) {
-                    Ok(p) => {
-                        set.tenants
-                            .insert((slug.clone(), p.front.agent.clone()), Arc::new(p));
-                    }
-                    Err(e) => errors.push(e),
+                (Ok(p), Some(slug)) => {
+                    set.tenants
+                        .insert((slug, p.front.agent.clone()), Arc::new(p));
                 }
+                (Err(e), _) => errors.push(e),
             }
         }
         if errors.is_empty() {

@@ -60,6 +60,21 @@ pub enum Command {
     /// The knowledge base: ingest articles, search them as agents do, rebuild the index.
     #[command(subcommand)]
     Kb(crate::kb_cli::KbCommand),
+    /// Prompt files: check them before they go live.
+    #[command(subcommand)]
+    Prompts(PromptsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PromptsCommand {
+    /// Validate every prompt file in DIR (and its tenants/<slug>/ overlays): front matter,
+    /// template syntax, variables the template is never given, tools that do not exist or that
+    /// the agent kind may not call, and the rendered size against its token budget. Prints one
+    /// `file:line: message` line per problem and exits 1 if there is any.
+    Check {
+        /// The prompt directory [default: WASIT_PROMPTS_DIR, else ./prompts].
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -273,6 +288,33 @@ async fn run(command: Command) -> anyhow::Result<()> {
             with_database(&settings, |db| Box::pin(channel_add(db, add))).await
         }
         Command::Kb(command) => crate::kb_cli::run(&settings, command).await,
+        Command::Prompts(PromptsCommand::Check { dir }) => {
+            prompts_check(&dir.unwrap_or_else(|| settings.prompts_dir.clone()))
+        }
+    }
+}
+
+/// `wasit prompts check`: problems on stdout, one per line; the verdict on stderr.
+fn prompts_check(dir: &std::path::Path) -> anyhow::Result<()> {
+    let counter = runtime::llm::tokens::TiktokenCounter::for_model("gpt-4o-mini");
+    let report = agents::check::check_dir(dir, counter.as_ref());
+    for problem in &report.problems {
+        println!("{problem}");
+    }
+    if report.problems.is_empty() {
+        eprintln!(
+            "{} prompt files in {}: no problems",
+            report.files,
+            dir.display()
+        );
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{} problems in the {} prompt files of {}",
+            report.problems.len(),
+            report.files,
+            dir.display()
+        )
     }
 }
 

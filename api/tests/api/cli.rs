@@ -42,6 +42,8 @@ fn every_command_has_help() {
                 "user",
                 "token",
                 "channel",
+                "kb",
+                "prompts",
                 "DATABASE_URL",
                 "Exit codes",
             ],
@@ -70,6 +72,17 @@ fn every_command_has_help() {
             &["--phone-number", "--account-sid", "--auth-token"],
         ),
         (&["channel", "add", "email"], &["--address"]),
+        (&["kb"], &["ingest", "search", "reindex", "check"]),
+        (
+            &["kb", "ingest"],
+            &["--tenant", "--global", "DIR", "not changed"],
+        ),
+        (&["kb", "search"], &["--tenant", "--limit", "--text"]),
+        (&["prompts"], &["check"]),
+        (
+            &["prompts", "check"],
+            &["file:line: message", "WASIT_PROMPTS_DIR"],
+        ),
     ];
     for (args, expected) in cases {
         let mut full = args.to_vec();
@@ -324,5 +337,50 @@ async fn operator_commands_work_against_a_real_database() {
             .await
             .unwrap()
             .is_some()
+    );
+}
+
+/// `wasit prompts check`: the shipped prompts pass (exit 0); a directory with mistakes gets one
+/// `file:line: message` line per problem on stdout and exit 1; no database is needed.
+#[test]
+fn prompts_check_reports_every_problem_with_file_and_line() {
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../prompts");
+    let (code, stdout, stderr) = run(&mut wasit(&["prompts", "check", shipped]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("no problems"), "{stderr}");
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("knowledge.md"),
+        "+++\nagent = \"knowledge\"\ndescription = \"d\"\ntools = [\"book_meeting\"]\n+++\n{{ tenant.nmae }}\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("tenants/riyadh-gold")).unwrap();
+    std::fs::write(
+        dir.path().join("tenants/riyadh-gold/sales.md"),
+        "+++\nagent = \"sales\"\ndescription = \"d\"\n+++\n{% if %}\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run(&mut wasit(&[
+        "prompts",
+        "check",
+        dir.path().to_str().unwrap(),
+    ]));
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(lines[0].ends_with("knowledge.md:4: the knowledge agent may not call \"book_meeting\"; it may call search_knowledge, handoff"), "{stdout}");
+    assert!(
+        lines[1].contains("knowledge.md:6: unknown variable tenant.nmae"),
+        "{stdout}"
+    );
+    assert!(
+        lines[2].contains("tenants/riyadh-gold/sales.md:5: template:"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("3 problems in the 2 prompt files"),
+        "{stderr}"
     );
 }
