@@ -7,125 +7,194 @@ pub struct AgentSpec {
     pub kind: &'static str,
     /// The CRM area it belongs to.
     pub module: &'static str,
-    /// Background agents react to CRM events and never message a contact.
+    /// Background agents react to CRM events and never message a contact (`commission` also
+    /// answers questions, so it is not one).
     pub background: bool,
+    /// What starts a turn of it.
+    pub trigger: &'static str,
+    pub role: &'static str,
     /// The tools it may call (beyond reading its context).
     pub tools: &'static [&'static str],
+    /// When it hands the conversation to a human (`—`: never).
+    pub escalates_when: &'static str,
 }
 
-const fn spec(
-    kind: &'static str,
-    module: &'static str,
-    background: bool,
-    tools: &'static [&'static str],
-) -> AgentSpec {
-    AgentSpec {
-        kind,
-        module,
-        background,
-        tools,
-    }
-}
-
-const fn conversational(
-    kind: &'static str,
-    module: &'static str,
-    tools: &'static [&'static str],
-) -> AgentSpec {
-    spec(kind, module, false, tools)
-}
-
-const fn background(
-    kind: &'static str,
-    module: &'static str,
-    tools: &'static [&'static str],
-) -> AgentSpec {
-    spec(kind, module, true, tools)
-}
-
-/// Every agent kind, in the design's order.
+/// Every agent kind, in the design's order (`docs/AGENTS.md` shows the same table; a test
+/// compares the two).
 pub const AGENTS: &[AgentSpec] = &[
-    conversational(
-        "intake",
-        "leads",
-        &["create_lead", "update_contact", "handoff"],
-    ),
-    conversational(
-        "qualifier",
-        "leads",
-        &["update_lead", "set_qualification", "handoff"],
-    ),
-    background("scorer", "leads", &["set_lead_score"]),
-    background("router", "leads", &["assign_lead"]),
-    conversational(
-        "sales",
-        "deals",
-        &[
+    AgentSpec {
+        kind: "intake",
+        module: "leads",
+        background: false,
+        trigger: "first message from an unknown contact",
+        role: "greet, detect language (Arabic-first), capture name, company, need; create the lead",
+        tools: &["create_lead", "update_contact", "handoff"],
+        escalates_when: "contact asks for a human",
+    },
+    AgentSpec {
+        kind: "qualifier",
+        module: "leads",
+        background: false,
+        trigger: "lead created / new info",
+        role: "qualify (budget, authority, need, timeline) through conversation",
+        tools: &["update_lead", "set_qualification", "handoff"],
+        escalates_when: "contact is hostile or confused after N turns",
+    },
+    AgentSpec {
+        kind: "scorer",
+        module: "leads",
+        background: true,
+        trigger: "lead updated (background)",
+        role: "score 0–100 with reasons from conversation and firmographics",
+        tools: &["set_lead_score"],
+        escalates_when: "—",
+    },
+    AgentSpec {
+        kind: "router",
+        module: "leads",
+        background: true,
+        trigger: "lead qualified or score crosses a threshold (background)",
+        role: "assign the lead to a rep or affiliate by sector, territory, load",
+        tools: &["assign_lead"],
+        escalates_when: "no eligible owner",
+    },
+    AgentSpec {
+        kind: "sales",
+        module: "deals",
+        background: false,
+        trigger: "messages in a qualified lead's conversation",
+        role: "the main Arabic-first sales conversation; answers from the knowledge base",
+        tools: &[
             "search_knowledge",
             "update_lead",
             "create_deal",
             "handoff",
             "escalate",
         ],
-    ),
-    conversational(
-        "objection_handler",
-        "deals",
-        &["search_knowledge", "handoff", "escalate"],
-    ),
-    conversational(
-        "knowledge",
-        "knowledge-base",
-        &["search_knowledge", "handoff"],
-    ),
-    conversational(
-        "follow_up",
-        "deals",
-        &["send_template", "schedule_follow_up", "mark_lost"],
-    ),
-    conversational(
-        "meeting_scheduler",
-        "meetings",
-        &[
+        escalates_when: "pricing exceptions, legal questions, explicit request",
+    },
+    AgentSpec {
+        kind: "objection_handler",
+        module: "deals",
+        background: false,
+        trigger: "handoff from `sales` on an objection",
+        role: "handle price/trust/timing objections with approved arguments",
+        tools: &["search_knowledge", "handoff", "escalate"],
+        escalates_when: "objection persists after N turns",
+    },
+    AgentSpec {
+        kind: "knowledge",
+        module: "knowledge-base",
+        background: false,
+        trigger: "a factual question (handoff or router)",
+        role: "answer FAQ/product questions with citations from the knowledge base",
+        tools: &["search_knowledge", "handoff"],
+        escalates_when: "no source found with enough confidence",
+    },
+    AgentSpec {
+        kind: "follow_up",
+        module: "deals",
+        background: false,
+        trigger: "durable timer (no reply for N days, stalled deal)",
+        role: "re-engage respectfully; uses an approved template outside the 24-hour window",
+        tools: &["send_template", "schedule_follow_up", "mark_lost"],
+        escalates_when: "contact opts out (honour it, record consent)",
+    },
+    AgentSpec {
+        kind: "meeting_scheduler",
+        module: "meetings",
+        background: false,
+        trigger: "request to meet / deal stage needs a meeting",
+        role: "offer slots from rep availability, book, confirm, send invites and reminders",
+        tools: &[
             "find_slots",
             "book_meeting",
             "reschedule_meeting",
             "cancel_meeting",
         ],
-    ),
-    conversational(
-        "proposal_writer",
-        "presentations",
-        &["create_proposal", "send_proposal"],
-    ),
-    background("deal_coach", "deals", &["update_deal", "create_task"]),
-    background("forecaster", "deals", &["write_forecast"]),
-    conversational(
-        "affiliate_recruiter",
-        "affiliates",
-        &["create_affiliate_application", "handoff"],
-    ),
-    conversational(
-        "affiliate_onboarding",
-        "affiliates",
-        &["complete_onboarding_step", "issue_referral_code"],
-    ),
-    conversational("affiliate_coach", "affiliates", &["get_affiliate_stats"]),
-    conversational(
-        "commission",
-        "commissions",
-        &["calculate_commission", "open_commission_dispute"],
-    ),
-    conversational(
-        "guarantee",
-        "guarantee",
-        &["open_guarantee_claim", "attach_evidence", "request_refund"],
-    ),
-    conversational(
-        "escalation",
-        "notifications",
-        &["assign_conversation", "notify_rep"],
-    ),
+        escalates_when: "no slot fits after N proposals",
+    },
+    AgentSpec {
+        kind: "proposal_writer",
+        module: "presentations",
+        background: false,
+        trigger: "deal reaches proposal stage / contact asks for an offer",
+        role: "draft a proposal or pitch deck from the deal, products and knowledge base",
+        tools: &["create_proposal", "send_proposal"],
+        escalates_when: "discount beyond the rep's limit (approval)",
+    },
+    AgentSpec {
+        kind: "deal_coach",
+        module: "deals",
+        background: true,
+        trigger: "deal stage changes (background)",
+        role: "recommend the next best action, flag stalled deals, update probability",
+        tools: &["update_deal", "create_task"],
+        escalates_when: "—",
+    },
+    AgentSpec {
+        kind: "forecaster",
+        module: "deals",
+        background: true,
+        trigger: "schedule (background)",
+        role: "revenue forecast per period from the pipeline, with reasons",
+        tools: &["write_forecast"],
+        escalates_when: "—",
+    },
+    AgentSpec {
+        kind: "affiliate_recruiter",
+        module: "affiliates",
+        background: false,
+        trigger: "inbound from a prospective affiliate / campaign",
+        role: "explain the programme, qualify and register affiliate applicants",
+        tools: &["create_affiliate_application", "handoff"],
+        escalates_when: "applicant fails checks",
+    },
+    AgentSpec {
+        kind: "affiliate_onboarding",
+        module: "affiliates",
+        background: false,
+        trigger: "application approved",
+        role: "walk the affiliate through onboarding steps, materials, referral links",
+        tools: &["complete_onboarding_step", "issue_referral_code"],
+        escalates_when: "stuck on a step N days",
+    },
+    AgentSpec {
+        kind: "affiliate_coach",
+        module: "affiliates",
+        background: false,
+        trigger: "schedule / affiliate asks about performance",
+        role: "performance summaries and tips for affiliates",
+        tools: &["get_affiliate_stats"],
+        escalates_when: "—",
+    },
+    AgentSpec {
+        kind: "commission",
+        module: "commissions",
+        background: false,
+        trigger: "deal won (background) / affiliate or rep asks",
+        role: "calculate commissions by rule, explain them, open disputes",
+        tools: &["calculate_commission", "open_commission_dispute"],
+        escalates_when: "dispute or amount over threshold (approval)",
+    },
+    AgentSpec {
+        kind: "guarantee",
+        module: "guarantee",
+        background: false,
+        trigger: "customer raises a gold-guarantee claim",
+        role: "take the claim, check eligibility, gather evidence, track status, explain refunds",
+        tools: &["open_guarantee_claim", "attach_evidence", "request_refund"],
+        escalates_when: "every refund (approval), legal threats",
+    },
+    AgentSpec {
+        kind: "escalation",
+        module: "notifications",
+        background: false,
+        trigger: "any agent escalates, or rules fire (sentiment, keywords, repeated failure)",
+        role: "hand the conversation to a human with a summary, notify the right rep, keep the contact informed",
+        tools: &["assign_conversation", "notify_rep"],
+        escalates_when: "— (it is the escalation)",
+    },
 ];
 
 /// The spec of `kind`, if it is one of the eighteen.
