@@ -495,19 +495,29 @@ async fn articles_through_the_api_are_indexed_and_kept_to_their_tenant() {
     );
 }
 
+/// The whole server with the runtime, and one Arabic article of the tenant's written through
+/// the API (and so indexed).
+async fn harness_with_article(title: &str, body: &str) -> crate::conversation::Harness {
+    let h = harness_full(|_| {}, |_| {}).await;
+    let token = h.app.user_token(h.tenant, Role::Admin).await;
+    let article = json!({"title": title, "language": "ar", "body": body});
+    let r = h
+        .app
+        .send("post", "/api/v1/articles", Some(&token), Some(&article))
+        .await;
+    assert_eq!(r.status(), 201);
+    h
+}
+
 /// In a real turn, the model calls `search_knowledge`: the tenant's article comes back with its
 /// citation, and the model's answer is sent.
 #[tokio::test]
 async fn the_search_knowledge_tool_answers_inside_a_turn() {
-    let h = harness_full(|_| {}, |_| {}).await;
-    let token = h.app.user_token(h.tenant, Role::Admin).await;
-    let body = json!({"title": "ضمان الذهب", "language": "ar",
-        "body": "# الضمان الذهبي\n\n## المدة\n\nكل سبيكة مضمونة مدى الحياة ضد الغش في العيار."});
-    let r = h
-        .app
-        .send("post", "/api/v1/articles", Some(&token), Some(&body))
-        .await;
-    assert_eq!(r.status(), 201);
+    let h = harness_with_article(
+        "ضمان الذهب",
+        "# الضمان الذهبي\n\n## المدة\n\nكل سبيكة مضمونة مدى الحياة ضد الغش في العيار.",
+    )
+    .await;
     h.llm.respond_with(|req| {
         let last = req["messages"].as_array().unwrap().last().unwrap();
         if last["role"] == "tool" {
@@ -631,15 +641,11 @@ async fn with_an_embedding_model_retrieval_is_hybrid() {
 /// searches, and answers citing the passage; the active agent is kept on the conversation.
 #[tokio::test]
 async fn the_knowledge_agent_takes_a_factual_question_and_cites_its_source() {
-    let h = harness_full(|_| {}, |_| {}).await;
-    let token = h.app.user_token(h.tenant, Role::Admin).await;
-    let body = json!({"title": "التوصيل", "language": "ar",
-        "body": "# التوصيل\n\n## الرسوم\n\nالتوصيل مجاني داخل الرياض للطلبات فوق ٥٠٠٠ ريال."});
-    let r = h
-        .app
-        .send("post", "/api/v1/articles", Some(&token), Some(&body))
-        .await;
-    assert_eq!(r.status(), 201);
+    let h = harness_with_article(
+        "التوصيل",
+        "# التوصيل\n\n## الرسوم\n\nالتوصيل مجاني داخل الرياض للطلبات فوق ٥٠٠٠ ريال.",
+    )
+    .await;
     h.llm.respond_with(|req| {
         let system = req["messages"][0]["content"].as_str().unwrap_or_default();
         let last = req["messages"].as_array().unwrap().last().unwrap();
