@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agents::llm_agent::LlmAgent;
-use agents::prompt::PromptSet;
+use agents::prompt::PromptStore;
 use runtime::llm::openai::{OpenAiProvider, ProviderConfig};
 use runtime::llm::{Llm, PriceTable};
 use runtime::turn::{
@@ -65,6 +65,11 @@ fn input(counter: Option<&dyn runtime::llm::TokenCounter>) -> TurnInput {
             tokens: None,
         }],
         summary: None,
+        lead: None,
+        handoff: None,
+        handoff_hops: 0,
+        turns_without_progress: 0,
+        channel: "whatsapp".into(),
         llm: TenantLlm::default(),
     }
 }
@@ -77,7 +82,7 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 fn main() {
     let iterations = runtime::bench::arg("--iterations", 20_000usize);
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../prompts");
-    let prompts = Arc::new(PromptSet::load_dir(std::path::Path::new(dir)).expect("prompts"));
+    let prompts = Arc::new(PromptStore::load(std::path::Path::new(dir)).expect("prompts"));
     // No request is sent: only the counter and window of the provider are used.
     let provider = OpenAiProvider::new(
         "http://127.0.0.1:9/v1",

@@ -216,7 +216,7 @@ mod tests {
         for a in AGENTS {
             for tool in a.tools {
                 assert!(
-                    crate::prompt::KNOWN_TOOLS.contains(tool),
+                    crate::tools::find(tool).is_some(),
                     "{}: unknown tool {tool}",
                     a.kind
                 );

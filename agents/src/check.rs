@@ -28,6 +28,14 @@ pub const VARIABLES: &[&str] = &[
     "contact.locale",
     "history",
     "agent",
+    "lead",
+    "lead.id",
+    "lead.status",
+    "lead.score",
+    "lead.qualification",
+    "handoff",
+    "handoff.from",
+    "handoff.reason",
 ];
 
 /// What a template is rendered with when checked: the longest realistic values.
@@ -42,6 +50,10 @@ fn fixture(agent: &str) -> serde_json::Value {
             {"role": "agent", "text": "وعليكم السلام! يسعدني مساعدتك."}
         ],
         "agent": agent,
+        "lead": {"id": "00000000-0000-0000-0000-000000000003", "status": "contacted", "score": 72,
+                 "qualification": {"company": "مؤسسة النخبة للمجوهرات", "need": "سبائك ذهب عيار ٢٤ للاستثمار",
+                                   "budget": "٢٠٠ ألف ريال", "timeline": "خلال شهر"}},
+        "handoff": {"from": "qualifier", "reason": "العميل مؤهل ويريد عرض سعر لسبائك ١٠٠ غرام"},
     })
 }
 
@@ -120,7 +132,8 @@ pub fn check_file(path: &Path, counter: &dyn TokenCounter) -> Vec<PromptError> {
     let mut unknown: Vec<String> = prompt
         .variables()
         .into_iter()
-        .filter(|v| !VARIABLES.contains(&v.as_str()))
+        // The qualification object holds whatever was learnt (company, need, budget, …).
+        .filter(|v| !VARIABLES.contains(&v.as_str()) && !v.starts_with("lead.qualification."))
         .collect();
     unknown.sort();
     for v in unknown {
@@ -131,7 +144,7 @@ pub fn check_file(path: &Path, counter: &dyn TokenCounter) -> Vec<PromptError> {
             .copied()
             .collect::<Vec<_>>();
         let hint = if fields.is_empty() {
-            "the template receives tenant, contact, history and agent".to_owned()
+            "the template receives tenant, contact, lead, handoff, history and agent".to_owned()
         } else {
             format!("{root} has {}", fields.join(", "))
         };

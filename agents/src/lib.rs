@@ -8,8 +8,9 @@
 //!   reply and typed actions.
 //! - [`catalog`]: the eighteen agent kinds of the design and the tools each may call.
 //! - [`check`]: `wasit prompts check`: every prompt file validated, `file:line: message`.
-//! - `tools`, `router`: to come with the agents (the tenant and contact come from the
-//!   conversation actor, never from model output).
+//! - [`tools`]: every tool's JSON schema, and [`tools::validate`], which checks each call in code.
+//! - [`router`]: the agent router: which agent answers each turn (the tenant and contact come
+//!   from the conversation actor, never from model output).
 //!
 //! Architecture invariant: `agents` depends on `runtime` and `knowledge-base` only. It never runs
 //! SQL for the CRM: it emits typed actions that the action handler applies inside the turn's
@@ -19,3 +20,5 @@ pub mod catalog;
 pub mod check;
 pub mod llm_agent;
 pub mod prompt;
+pub mod router;
+pub mod tools;

@@ -18,7 +18,10 @@ use serde_json::{Value, json};
 
 use knowledge_base::KnowledgeBase;
 
-use crate::prompt::{Prompt, PromptSet};
+use runtime::actions::{ActionContext, ActionError, Actions, ToolAction};
+
+use crate::prompt::{Prompt, PromptStore};
+use crate::tools::{self, Effect};
 
 /// Tool-call rounds per turn before the agent must answer.
 pub const MAX_TOOL_ROUNDS: usize = 4;
@@ -26,8 +29,9 @@ pub const MAX_TOOL_ROUNDS: usize = 4;
 pub const SUMMARY_MAX_TOKENS: u32 = 200;
 const SUMMARY_MAX_CHARS: usize = 4000;
 
-/// Tools implemented so far; a prompt may list more, but only these are offered to the model.
-const IMPLEMENTED_TOOLS: &[&str] = &["escalate", "handoff", "search_knowledge"];
+/// Refused tool calls in one turn after which the conversation goes to a human (the rule
+/// "repeated tool failure").
+pub const MAX_TOOL_FAILURES: usize = 3;
 
 /// Passages `search_knowledge` returns by default, and at most.
 const KNOWLEDGE_RESULTS: usize = 4;
@@ -37,11 +41,15 @@ const KNOWLEDGE_MAX_RESULTS: usize = 8;
 #[derive(Clone)]
 pub struct LlmAgent {
     kind: String,
-    prompts: Arc<PromptSet>,
+    prompts: Arc<PromptStore>,
     /// The model, or why there is none (the turn waits, `NotReady`).
     llm: Result<Llm, String>,
     /// The knowledge base `search_knowledge` searches; without it the tool is not offered.
     knowledge: Option<Arc<KnowledgeBase>>,
+    /// Applies and rehearses CRM actions; without it no action or read tool is offered.
+    actions: Option<Actions>,
+    /// The agent kinds that run, for `handoff` and `escalate`.
+    running: Arc<[String]>,
 }
 
 impl std::fmt::Debug for LlmAgent {
@@ -53,12 +61,45 @@ impl std::fmt::Debug for LlmAgent {
 }
 
 impl LlmAgent {
-    pub fn new(kind: &str, prompts: Arc<PromptSet>, llm: Result<Llm, String>) -> Self {
+    pub fn new(kind: &str, prompts: Arc<PromptStore>, llm: Result<Llm, String>) -> Self {
+        let running = prompts.current().agents().map(str::to_owned).collect();
         Self {
             kind: kind.to_owned(),
             prompts,
             llm,
             knowledge: None,
+            actions: None,
+            running,
+        }
+    }
+
+    /// Lets the agent act on the CRM through `actions`.
+    pub fn with_actions(mut self, actions: Actions) -> Self {
+        self.actions = Some(actions);
+        self
+    }
+
+    /// The agent kinds that run (by default, every kind with a prompt file).
+    pub fn with_running(mut self, kinds: Arc<[String]>) -> Self {
+        self.running = kinds;
+        self
+    }
+
+    fn runs(&self, kind: &str) -> bool {
+        self.running.iter().any(|k| k == kind)
+    }
+
+    /// Where the conversation goes when this agent needs a human: the escalation agent, which
+    /// assigns a rep and tells the contact, or straight to the reps when it does not run (or this
+    /// is it).
+    fn escalation(&self, reason: String) -> TurnAction {
+        if self.kind != "escalation" && self.runs("escalation") {
+            TurnAction::Handoff {
+                to_agent: "escalation".into(),
+                reason,
+            }
+        } else {
+            TurnAction::Escalate { reason }
         }
     }
 
@@ -293,17 +334,18 @@ impl LlmAgent {
             });
         }
 
-        let mut actions = Vec::new();
-        // Escalation keywords from the prompt file, matched Arabic-aware.
-        let said: Vec<&str> = input.new_messages.iter().map(|m| m.text.as_str()).collect();
-        if let Some(keyword) = prompt.front.escalation.keywords.iter().find(|k| {
-            said.iter()
-                .any(|text| knowledge_base::normalize::contains(text, k))
-        }) {
-            actions.push(TurnAction::Escalate {
-                reason: format!("the contact wrote the escalation keyword {keyword:?}"),
+        // The escalation rules of the prompt file: the conversation goes to a human before the
+        // model is asked anything.
+        if let Some(reason) = self.escalation_rule(&prompt, &input) {
+            tracing::info!(conversation = %input.conversation, agent = self.kind, reason, "escalation rule");
+            audit.tool_calls = json!([{"rule": "escalation", "reason": reason}]);
+            return Ok(TurnOutcome {
+                actions: vec![self.escalation(reason)],
+                audit,
+                ..TurnOutcome::default()
             });
         }
+        let mut actions = Vec::new();
 
         let budget = self.measure(&prompt, llm, &model, &input)?;
         // Without any summary, the fixed parts must fit; otherwise no amount of trimming helps
@@ -351,7 +393,8 @@ impl LlmAgent {
 
         let mut calls_log = Vec::new();
         let mut reply = None;
-        for round in 0..=MAX_TOOL_ROUNDS {
+        let mut failures = 0;
+        'rounds: for round in 0..=MAX_TOOL_ROUNDS {
             let request = ChatRequest {
                 model: Some(model.clone()),
                 system: system.clone(),
@@ -380,6 +423,7 @@ impl LlmAgent {
                 let result = self
                     .call_tool(&input, &prompt, &call.name, &call.arguments, &mut actions)
                     .await;
+                let refused = result.get("error").is_some();
                 calls_log.push(
                     json!({"name": call.name, "arguments": call.arguments, "result": result}),
                 );
@@ -387,12 +431,43 @@ impl LlmAgent {
                     call_id: call.id.clone(),
                     content: result.to_string(),
                 });
+                if refused {
+                    failures += 1;
+                    if failures >= MAX_TOOL_FAILURES {
+                        let reason = format!(
+                            "{failures} tool calls failed in one turn (the last: {} — {})",
+                            call.name, result["error"]
+                        );
+                        tracing::warn!(conversation = %input.conversation, agent = self.kind, reason, "escalating");
+                        actions.retain(|a| matches!(a, TurnAction::Tool(_)));
+                        actions.push(self.escalation(reason));
+                        reply = None;
+                        break 'rounds;
+                    }
+                }
             }
+            // After a handoff the next agent answers; this one says no more than it has.
+            if actions
+                .iter()
+                .any(|a| matches!(a, TurnAction::Handoff { .. }))
+            {
+                reply = response.text.filter(|t| !t.trim().is_empty());
+                break;
+            }
+        }
+        if self.kind == "escalation" {
+            self.complete_escalation(&input, &mut actions, &mut reply);
+        }
+        if crate::catalog::agent(&self.kind).is_some_and(|a| a.background) {
+            // Background agents never message a contact.
+            reply = None;
         }
         audit.tool_calls = Value::Array(calls_log);
         audit.latency_ms =
             u32::try_from(started.elapsed().min(Duration::from_secs(3600)).as_millis())
                 .unwrap_or(u32::MAX);
+        audit.prompt_path = prompt.name.clone();
+        audit.prompt_body = Some(prompt.source.to_string());
         Ok(TurnOutcome {
             replies: reply.into_iter().collect(),
             actions,
@@ -406,6 +481,7 @@ impl LlmAgent {
     /// The prompt file of the turn's agent (the tenant's overlay, else the global file).
     fn prompt_for(&self, input: &TurnInput) -> Result<Arc<Prompt>, TurnError> {
         self.prompts
+            .current()
             .get(&input.tenant.slug, &input.agent)
             .ok_or_else(|| {
                 TurnError::Permanent(format!("no prompt file for agent {:?}", input.agent))
@@ -422,9 +498,16 @@ impl LlmAgent {
         model: &str,
         input: &TurnInput,
     ) -> Result<Budget, TurnError> {
-        let system = prompt
-            .render(&json!({"tenant": input.tenant, "contact": input.contact, "history": input.history, "agent": input.agent}))
+        let mut system = prompt
+            .render(&json!({"tenant": input.tenant, "contact": input.contact, "history": input.history, "agent": input.agent, "lead": input.lead, "handoff": input.handoff}))
             .map_err(|e| TurnError::Permanent(e.to_string()))?;
+        if let Some(h) = &input.handoff {
+            // The next agent always learns why it has the conversation, whatever its template says.
+            system.push_str(&format!(
+                "\n\nYou have just been given this conversation by the {} agent. Reason: {}. Continue it from where it is; do not greet the contact again.",
+                h.from, h.reason
+            ));
+        }
         let tools = self.tools(prompt);
         let counter = llm.counter(model);
         let mut counted = Vec::new();
@@ -565,46 +648,134 @@ impl LlmAgent {
             .collect()
     }
 
-    /// Whether this agent can run `tool` (implemented, and its dependencies present).
+    /// Whether this agent can run `tool` now (its dependencies present).
     fn offers(&self, tool: &str) -> bool {
-        IMPLEMENTED_TOOLS.contains(&tool)
-            && (tool != "search_knowledge" || self.knowledge.is_some())
+        match tools::find(tool).map(|t| t.effect) {
+            Some(Effect::Control) => true,
+            Some(Effect::Knowledge) => self.knowledge.is_some(),
+            Some(Effect::Action | Effect::Read) => self
+                .actions
+                .as_ref()
+                .is_some_and(|a| a.handler.supports(tool)),
+            None => false,
+        }
     }
 
+    /// The agents `handoff` may pass to: the conversational kinds that run, but this one and the
+    /// escalation agent (reached through `escalate`).
+    fn handoff_targets(&self) -> Vec<&str> {
+        self.running
+            .iter()
+            .map(String::as_str)
+            .filter(|k| {
+                *k != self.kind
+                    && *k != "escalation"
+                    && crate::catalog::agent(k).is_some_and(|a| !a.background)
+            })
+            .collect()
+    }
+
+    /// The tools the prompt lists that this agent can run, as offered to the model.
     fn tools(&self, prompt: &Prompt) -> Vec<ToolSpec> {
-        let agents: Vec<&str> = self.prompts.agents().collect();
         prompt
             .front
             .tools
             .iter()
             .filter(|t| self.offers(t))
-            .map(|name| match name.as_str() {
-                "search_knowledge" => ToolSpec {
-                    name: "search_knowledge".into(),
-                    description: "Search the business's knowledge base (products, pricing policy, guarantee, delivery, affiliates, FAQ) for facts to answer with. Ask in the contact's language. Each result has a citation (article › section): cite it when you use it, and never state a fact the results do not give.".into(),
-                    parameters: json!({"type": "object", "properties": {
-                        "query": {"type": "string", "description": "What to look up, e.g. «ضمان السبائك» or \"buyback price\""},
-                        "limit": {"type": "integer", "minimum": 1, "maximum": KNOWLEDGE_MAX_RESULTS}},
-                        "required": ["query"], "additionalProperties": false}),
-                },
-                "escalate" => ToolSpec {
-                    name: "escalate".into(),
-                    description: "Hand the conversation to a human sales rep (legal matters, price exceptions, an explicit request for a person). Tell the contact a colleague will follow up.".into(),
-                    parameters: json!({"type": "object", "properties": {"reason": {"type": "string", "description": "Why a human is needed"}}, "required": ["reason"], "additionalProperties": false}),
-                },
-                _ => ToolSpec {
-                    name: "handoff".into(),
-                    description: "Pass the conversation to another specialised agent for the next turns.".into(),
-                    parameters: json!({"type": "object", "properties": {
-                        "to_agent": {"type": "string", "enum": agents},
-                        "reason": {"type": "string"}}, "required": ["to_agent", "reason"], "additionalProperties": false}),
-                },
+            .filter_map(|name| {
+                let def = tools::find(name)?;
+                let mut parameters = tools::schema(name)?.clone();
+                if def.name == "handoff" {
+                    parameters["properties"]["to_agent"]["enum"] = json!(self.handoff_targets());
+                }
+                Some(ToolSpec {
+                    name: def.name.into(),
+                    description: def.description.into(),
+                    parameters,
+                })
             })
             .collect()
     }
 
-    /// Runs one tool call. Arguments are validated here, in code; the tenant and contact are never
-    /// taken from them. A tool the prompt does not list is refused.
+    /// The escalation rule of the prompt file that fires on this turn, if any: a keyword the
+    /// contact wrote (Arabic-aware), or too many turns without progress.
+    fn escalation_rule(&self, prompt: &Prompt, input: &TurnInput) -> Option<String> {
+        if self.kind == "escalation" {
+            return None;
+        }
+        let rules = &prompt.front.escalation;
+        let said: Vec<&str> = input.new_messages.iter().map(|m| m.text.as_str()).collect();
+        if let Some(keyword) = rules.keywords.iter().find(|k| {
+            said.iter()
+                .any(|text| knowledge_base::normalize::contains(text, k))
+        }) {
+            return Some(format!(
+                "the contact wrote the escalation keyword {keyword:?}"
+            ));
+        }
+        if let Some(n) = rules.max_turns_without_progress
+            && input.has_new_messages()
+            && input.turns_without_progress >= n
+        {
+            return Some(format!(
+                "{n} turns in a row without progress (no action, no handoff)"
+            ));
+        }
+        None
+    }
+
+    /// The escalation agent's duties hold whatever the model did: the conversation is assigned
+    /// to a rep, the rep gets a summary, and the contact is told.
+    fn complete_escalation(
+        &self,
+        input: &TurnInput,
+        actions: &mut Vec<TurnAction>,
+        reply: &mut Option<String>,
+    ) {
+        let reason = input.handoff.as_ref().map_or_else(
+            || "the contact needs a person".to_owned(),
+            |h| h.reason.clone(),
+        );
+        let called = |actions: &[TurnAction], tool: &str| {
+            actions
+                .iter()
+                .any(|a| matches!(a, TurnAction::Tool(t) if t.tool == tool))
+        };
+        if !called(actions, "notify_rep") {
+            let last = input
+                .history
+                .iter()
+                .rev()
+                .find(|h| h.role == Speaker::Contact)
+                .map(|h| h.text.as_str())
+                .or(input.new_messages.last().map(|m| m.text.as_str()))
+                .unwrap_or("");
+            let summary: String = format!("{reason}. The contact's last message: {last}")
+                .chars()
+                .take(2000)
+                .collect();
+            actions.push(TurnAction::Tool(ToolAction {
+                tool: "notify_rep".into(),
+                arguments: json!({ "summary": summary }),
+            }));
+        }
+        if !called(actions, "assign_conversation") {
+            let reason: String = reason.chars().take(1000).collect();
+            actions.push(TurnAction::Tool(ToolAction {
+                tool: "assign_conversation".into(),
+                arguments: json!({ "reason": reason }),
+            }));
+        }
+        // Nothing but the hand-over: no further handoff.
+        actions.retain(|a| matches!(a, TurnAction::Tool(_)));
+        if reply.is_none() {
+            *reply = Some(handed_to_person(contact_language(input)).to_owned());
+        }
+    }
+
+    /// Runs one tool call. The arguments are checked against the tool's schema, in code; the
+    /// tenant and contact come from the conversation, never from them. A tool the prompt does not
+    /// list is refused. Returns what the model is told (`{"error": …}` when refused).
     async fn call_tool(
         &self,
         input: &TurnInput,
@@ -614,72 +785,136 @@ impl LlmAgent {
         actions: &mut Vec<TurnAction>,
     ) -> Value {
         if !prompt.front.tools.iter().any(|t| t == name) || !self.offers(name) {
-            return json!({"error": format!("the tool {name:?} is not available to this agent")});
+            return json!({"error": format!("the tool {name:?} is not available to this agent; use only the tools you were given")});
         }
-        let Ok(args) = serde_json::from_str::<Value>(arguments) else {
-            return json!({"error": "the arguments are not valid JSON"});
+        let args = match serde_json::from_str::<Value>(if arguments.trim().is_empty() {
+            "{}"
+        } else {
+            arguments
+        }) {
+            Ok(args) => args,
+            Err(e) => return json!({"error": format!("the arguments are not valid JSON: {e}")}),
         };
+        if let Err(reason) = tools::validate(name, &args) {
+            return json!({"error": reason});
+        }
         let text = |key: &str| {
             args.get(key)
                 .and_then(Value::as_str)
                 .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
+                .unwrap_or_default()
+                .to_owned()
         };
-        match name {
-            "escalate" => {
-                let reason = text("reason").unwrap_or_else(|| "the agent asked for a human".into());
-                actions.push(TurnAction::Escalate { reason });
-                json!({"ok": true, "note": "A human rep will take over; no agent will write to the contact until then."})
+        let ctx = ActionContext {
+            tenant: input.tenant.id,
+            contact: input.contact.id,
+            conversation: input.conversation,
+            agent: &input.agent,
+            channel: &input.channel,
+        };
+        match tools::find(name).map(|t| t.effect) {
+            Some(Effect::Control) if name == "escalate" => {
+                actions.push(self.escalation(text("reason")));
+                json!({"ok": true, "note": "A person takes over: the escalation agent tells the contact. Do not reply."})
             }
-            "search_knowledge" => {
-                let Some(query) = text("query") else {
-                    return json!({"error": "query is required: what to look up"});
-                };
-                let limit = match args.get("limit") {
-                    None | Some(Value::Null) => KNOWLEDGE_RESULTS,
-                    Some(v) => match v.as_u64() {
-                        Some(n @ 1..=8) => n as usize,
-                        _ => {
-                            return json!({"error": format!("limit is a whole number from 1 to {KNOWLEDGE_MAX_RESULTS}")});
-                        }
-                    },
-                };
-                let Some(kb) = &self.knowledge else {
-                    return json!({"error": "the knowledge base is not available"});
-                };
-                // The tenant is the conversation's, never the model's.
-                match kb.search(input.tenant.id, &query, limit).await {
-                    Ok(hits) if hits.is_empty() => {
-                        json!({"query_language": knowledge_base::normalize::detect(&query).code(), "results": [], "note": "Nothing in the knowledge base matches: say you will check, do not guess."})
-                    }
-                    Ok(hits) => {
-                        json!({"query_language": knowledge_base::normalize::detect(&query).code(), "results": hits.iter().map(|h| json!({
-                        "citation": h.citation(),
-                        "text": h.text,
-                        "score": (h.score * 1000.0).round() / 1000.0,
-                    })).collect::<Vec<_>>()})
-                    }
-                    Err(e) => {
-                        tracing::warn!(tenant = %input.tenant.id, "search_knowledge failed: {e}");
-                        json!({"error": "the knowledge base could not be searched just now"})
-                    }
-                }
-            }
-            "handoff" => {
-                let Some(to) = text("to_agent") else {
-                    return json!({"error": "to_agent is required"});
-                };
-                if self.prompts.agents().all(|a| a != to) {
-                    return json!({"error": format!("there is no agent {to:?}")});
+            Some(Effect::Control) => {
+                let to = text("to_agent");
+                if !self.handoff_targets().contains(&to.as_str()) {
+                    return json!({"error": format!("to_agent must be one of: {}", self.handoff_targets().join(", "))});
                 }
                 actions.push(TurnAction::Handoff {
                     to_agent: to.clone(),
-                    reason: text("reason").unwrap_or_default(),
+                    reason: text("reason"),
                 });
-                json!({"ok": true, "next_agent": to})
+                json!({"ok": true, "next_agent": to, "note": "The next agent answers the contact now. Do not reply."})
             }
-            _ => json!({"error": "unknown tool"}),
+            Some(Effect::Knowledge) => self.search_knowledge(input, &args).await,
+            Some(Effect::Read) => {
+                let Some(handler) = &self.actions else {
+                    return json!({"error": "not available"});
+                };
+                match handler.read(ctx, name, &args).await {
+                    Ok(result) => result,
+                    Err(ActionError::Refused(reason)) => json!({"error": reason}),
+                    Err(ActionError::Failed(e)) => {
+                        tracing::warn!(tool = name, "read tool failed: {e}");
+                        json!({"error": "this could not be looked up just now"})
+                    }
+                }
+            }
+            Some(Effect::Action) => {
+                let Some(handler) = &self.actions else {
+                    return json!({"error": "not available"});
+                };
+                let action = ToolAction {
+                    tool: name.to_owned(),
+                    arguments: args,
+                };
+                let earlier: Vec<ToolAction> = actions
+                    .iter()
+                    .filter_map(|a| match a {
+                        TurnAction::Tool(t) => Some(t.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                match handler.rehearse(ctx, &earlier, &action).await {
+                    Ok(result) => {
+                        actions.push(TurnAction::Tool(action));
+                        json!({"ok": true, "result": result})
+                    }
+                    Err(ActionError::Refused(reason)) => json!({"error": reason}),
+                    Err(ActionError::Failed(e)) => {
+                        tracing::warn!(tool = name, "action rehearsal failed: {e}");
+                        json!({"error": "this could not be done just now"})
+                    }
+                }
+            }
+            None => json!({"error": "unknown tool"}),
+        }
+    }
+
+    async fn search_knowledge(&self, input: &TurnInput, args: &Value) -> Value {
+        let query = args
+            .get("query")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .trim();
+        let limit = args
+            .get("limit")
+            .and_then(Value::as_u64)
+            .map_or(KNOWLEDGE_RESULTS, |n| n as usize)
+            .min(KNOWLEDGE_MAX_RESULTS);
+        let Some(kb) = &self.knowledge else {
+            return json!({"error": "the knowledge base is not available"});
+        };
+        let query_language = knowledge_base::normalize::detect(query).code();
+        // The tenant is the conversation's, never the model's.
+        match kb.search(input.tenant.id, query, limit).await {
+            Ok(hits) if hits.is_empty() => {
+                json!({"query_language": query_language, "results": [], "note": "Nothing in the knowledge base matches: say you will check, do not guess."})
+            }
+            Ok(hits) => {
+                json!({"query_language": query_language, "results": hits.iter().map(|h| json!({
+                "citation": h.citation(),
+                "text": h.text,
+                "score": (h.score * 1000.0).round() / 1000.0,
+            })).collect::<Vec<_>>()})
+            }
+            Err(e) => {
+                tracing::warn!(tenant = %input.tenant.id, "search_knowledge failed: {e}");
+                json!({"error": "the knowledge base could not be searched just now"})
+            }
+        }
+    }
+}
+
+/// What the contact hears when a person takes the conversation over and the escalation agent's
+/// model gave no words of its own.
+pub fn handed_to_person(language: Language) -> &'static str {
+    match language {
+        Language::Arabic => "شكرًا لصبرك. حوّلنا محادثتك إلى أحد زملائنا، وسيتواصل معك هنا قريبًا.",
+        Language::English => {
+            "Thank you for your patience. A colleague has your conversation now and will reply here shortly."
         }
     }
 }

@@ -13,43 +13,6 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// Every tool an agent may be given. A prompt naming another is rejected.
-pub const KNOWN_TOOLS: &[&str] = &[
-    "search_knowledge",
-    "update_lead",
-    "create_lead",
-    "update_contact",
-    "set_qualification",
-    "set_lead_score",
-    "assign_lead",
-    "create_deal",
-    "update_deal",
-    "create_task",
-    "write_forecast",
-    "send_template",
-    "schedule_follow_up",
-    "mark_lost",
-    "find_slots",
-    "book_meeting",
-    "reschedule_meeting",
-    "cancel_meeting",
-    "create_proposal",
-    "send_proposal",
-    "create_affiliate_application",
-    "complete_onboarding_step",
-    "issue_referral_code",
-    "get_affiliate_stats",
-    "calculate_commission",
-    "open_commission_dispute",
-    "open_guarantee_claim",
-    "attach_evidence",
-    "request_refund",
-    "assign_conversation",
-    "notify_rep",
-    "handoff",
-    "escalate",
-];
-
 /// The front matter of a prompt file.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -67,6 +30,18 @@ pub struct FrontMatter {
     /// The model for this agent, unless the tenant chooses one (`tenants.settings.llm`).
     #[serde(default)]
     pub model: Option<String>,
+    #[serde(default)]
+    pub routing: Routing,
+}
+
+/// When the agent router gives this agent the conversation.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Routing {
+    /// Words or phrases (matched Arabic-aware: diacritics, letter forms and digits normalised)
+    /// that bring a contact's message to this agent, e.g. `["ضمان", "استرداد", "refund"]`.
+    #[serde(default)]
+    pub keywords: Vec<String>,
 }
 
 fn default_temperature() -> f32 {
@@ -94,6 +69,10 @@ pub struct Prompt {
     pub template: String,
     /// Hex SHA-256 of the file's bytes.
     pub version: String,
+    /// The file's path relative to the prompts directory (`sales.md`, `tenants/acme/sales.md`).
+    pub name: String,
+    /// The whole file, as recorded in `prompt_versions`.
+    pub source: Arc<str>,
     env: Arc<minijinja::Environment<'static>>,
 }
 
@@ -172,12 +151,12 @@ impl Prompt {
             ));
         }
         for tool in &front.tools {
-            if !KNOWN_TOOLS.contains(&tool.as_str()) {
+            if crate::tools::find(tool).is_none() {
                 return Err(err(
                     front_line("tools"),
                     format!(
                         "unknown tool {tool:?}; known tools: {}",
-                        KNOWN_TOOLS.join(", ")
+                        crate::tools::names().collect::<Vec<_>>().join(", ")
                     ),
                 ));
             }
@@ -197,6 +176,11 @@ impl Prompt {
             front,
             template,
             version: hex::encode(Sha256::digest(bytes)),
+            name: path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            source: String::from_utf8_lossy(bytes).into(),
             env: Arc::new(env),
         })
     }
@@ -262,6 +246,87 @@ pub fn prompt_files(dir: &Path) -> Vec<(Option<String>, PathBuf)> {
     files
 }
 
+fn relative_name(dir: &Path, path: &Path) -> String {
+    path.strip_prefix(dir)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn load_named(dir: &Path, path: &Path) -> Result<Prompt, PromptError> {
+    let mut p = Prompt::load(path)?;
+    p.name = relative_name(dir, path);
+    Ok(p)
+}
+
+/// The live prompt files of a directory: what every turn reads, swapped whole when a file changes
+/// ([`PromptStore::refresh`], run by [`PromptStore::watch`]).
+#[derive(Debug)]
+pub struct PromptStore {
+    dir: PathBuf,
+    current: std::sync::RwLock<Arc<PromptSet>>,
+}
+
+impl PromptStore {
+    /// Loads `dir`; every file must be valid to start.
+    pub fn load(dir: &Path) -> Result<Self, Vec<PromptError>> {
+        Ok(Self::new(dir, PromptSet::load_dir(dir)?))
+    }
+
+    pub fn new(dir: &Path, set: PromptSet) -> Self {
+        Self {
+            dir: dir.to_owned(),
+            current: std::sync::RwLock::new(Arc::new(set)),
+        }
+    }
+
+    /// The prompts as they are now.
+    pub fn current(&self) -> Arc<PromptSet> {
+        self.current.read().expect("prompt store lock").clone()
+    }
+
+    /// Reads the directory again and swaps in what changed; an invalid edit is logged as
+    /// `file:line: reason` and its last good version stays. Returns the errors.
+    pub fn refresh(&self) -> Vec<PromptError> {
+        let Some((next, errors)) = self.current().reread(&self.dir) else {
+            return Vec::new();
+        };
+        for e in &errors {
+            tracing::error!("{e} (the last good version of this prompt stays in use)");
+        }
+        let old = std::mem::replace(
+            &mut *self.current.write().expect("prompt store lock"),
+            Arc::new(next),
+        );
+        for (_, p) in self.current().all() {
+            if old.all().all(|(_, o)| o.version != p.version) {
+                tracing::info!(file = p.name, version = &p.version[..12], "prompt reloaded");
+            }
+        }
+        errors
+    }
+
+    /// Refreshes every `interval` until the returned task is aborted.
+    pub fn watch(self: &Arc<Self>, interval: std::time::Duration) -> tokio::task::JoinHandle<()> {
+        let store = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(store) = store.upgrade() else { return };
+                // File reads and parsing are blocking work.
+                if tokio::task::spawn_blocking(move || store.refresh())
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        })
+    }
+}
+
 /// All prompt files of a directory: one per agent kind, plus per-tenant overrides.
 #[derive(Debug, Clone, Default)]
 pub struct PromptSet {
@@ -283,15 +348,9 @@ impl PromptSet {
             }]);
         }
         for (slug, path) in prompt_files(dir) {
-            match (Prompt::load(&path), slug) {
-                (Ok(p), None) => {
-                    set.base.insert(p.front.agent.clone(), Arc::new(p));
-                }
-                (Ok(p), Some(slug)) => {
-                    set.tenants
-                        .insert((slug, p.front.agent.clone()), Arc::new(p));
-                }
-                (Err(e), _) => errors.push(e),
+            match load_named(dir, &path) {
+                Ok(p) => set.insert(slug, Arc::new(p)),
+                Err(e) => errors.push(e),
             }
         }
         if errors.is_empty() {
@@ -299,6 +358,65 @@ impl PromptSet {
         } else {
             Err(errors)
         }
+    }
+
+    fn insert(&mut self, slug: Option<String>, prompt: Arc<Prompt>) {
+        let agent = prompt.front.agent.clone();
+        match slug {
+            None => self.base.insert(agent, prompt),
+            Some(slug) => self.tenants.insert((slug, agent), prompt),
+        };
+    }
+
+    /// Every prompt, with the tenant whose override it is.
+    fn all(&self) -> impl Iterator<Item = (Option<&str>, &Arc<Prompt>)> {
+        self.base.values().map(|p| (None, p)).chain(
+            self.tenants
+                .iter()
+                .map(|((slug, _), p)| (Some(slug.as_str()), p)),
+        )
+    }
+
+    /// `dir` read again: files whose bytes changed are loaded anew, and a file that no longer
+    /// loads keeps its last good version (its error is returned). `None` when nothing changed.
+    pub fn reread(&self, dir: &Path) -> Option<(Self, Vec<PromptError>)> {
+        let mut loaded: BTreeMap<&Path, &Arc<Prompt>> =
+            self.all().map(|(_, p)| (p.path.as_path(), p)).collect();
+        let mut next = Self::default();
+        let mut errors = Vec::new();
+        let mut changed = false;
+        for (slug, path) in prompt_files(dir) {
+            let previous = loaded.remove(path.as_path());
+            let Ok(bytes) = std::fs::read(&path) else {
+                // Mid-rename, or gone: keep what was loaded.
+                if let Some(p) = previous {
+                    next.insert(slug, p.clone());
+                }
+                continue;
+            };
+            let version = hex::encode(Sha256::digest(&bytes));
+            match previous {
+                Some(p) if p.version == version => next.insert(slug, p.clone()),
+                previous => {
+                    changed = true;
+                    match Prompt::parse(&path, &bytes) {
+                        Ok(mut p) => {
+                            p.name = relative_name(dir, &path);
+                            next.insert(slug, Arc::new(p));
+                        }
+                        Err(e) => {
+                            errors.push(e);
+                            if let Some(p) = previous {
+                                next.insert(slug, p.clone());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Files that were removed.
+        changed |= !loaded.is_empty();
+        changed.then_some((next, errors))
     }
 
     /// The prompt for `agent`, the tenant's override first.

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use agents::llm_agent::LlmAgent;
-use agents::prompt::PromptSet;
+use agents::prompt::PromptStore;
 use runtime::llm::tokens::TiktokenCounter;
 use runtime::llm::{
     BoxFuture, ChatModel, ChatRequest, ChatResponse, Llm, LlmError, PriceTable, TextSink,
@@ -104,13 +104,18 @@ fn input(history_len: usize) -> TurnInput {
             tokens: None,
         }],
         summary: None,
+        lead: None,
+        handoff: None,
+        handoff_hops: 0,
+        turns_without_progress: 0,
+        channel: "whatsapp".into(),
         llm: TenantLlm::default(),
     }
 }
 
 fn agent(model: Arc<Recording>) -> LlmAgent {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../prompts");
-    let prompts = Arc::new(PromptSet::load_dir(std::path::Path::new(dir)).unwrap());
+    let prompts = Arc::new(PromptStore::load(std::path::Path::new(dir)).unwrap());
     let llm = Llm::new(model, None, PriceTable::default());
     LlmAgent::new("sales", prompts, Ok(llm))
 }

@@ -2,6 +2,8 @@
 //!
 //! Code map:
 //! - [`cli`]: the `wasit` command line (clap), one function per command; [`kb_cli`]: `wasit kb`.
+//! - [`actions`]: [`actions::CrmActions`], the action handler: agents' tool calls applied to the CRM
+//!   inside the turn's transaction.
 //! - [`app`]: [`app::AppState`], the router, graceful shutdown.
 //! - [`routes`]: handlers, one module per resource (`health`, `login`, `users`, `leads`,
 //!   `webhooks`).
@@ -23,6 +25,7 @@
 // The OpenAPI document's schema literals (`openapi::components`) nest deeply in `serde_json::json!`.
 #![recursion_limit = "512"]
 
+pub mod actions;
 pub mod app;
 pub mod auth;
 pub mod cli;

@@ -11,17 +11,19 @@ use runtime::actors::{RuntimeConfig, RuntimeParts};
 use runtime::outbox::Senders;
 use runtime::turn::TurnEngine;
 
-/// The agent kinds the runtime runs today. Adding a kind is a prompt file plus a line here.
-pub const AGENT_KINDS: &[&str] = &["sales", "knowledge"];
+/// How often the prompt files are read again for changes (an edit is live within this, plus the
+/// time to parse it).
+pub const PROMPT_RELOAD_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Everything `runtime::actors::Runtime::start` needs, from settings; adjust `config` before
-/// starting if needed.
+/// starting if needed. Every agent kind of `agents::catalog` runs, each with its prompt file; the
+/// prompt files are watched and reloaded while the returned parts live.
 pub async fn runtime_parts(
     settings: &Settings,
     pool: sqlx::PgPool,
     knowledge: Option<Arc<knowledge_base::KnowledgeBase>>,
 ) -> anyhow::Result<RuntimeParts> {
-    let prompts = agents::prompt::PromptSet::load_dir(&settings.prompts_dir).map_err(|errors| {
+    let prompts = agents::prompt::PromptStore::load(&settings.prompts_dir).map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
         anyhow::anyhow!(
             "invalid prompt files (WASIT_PROMPTS_DIR={}):\n{}",
@@ -30,14 +32,19 @@ pub async fn runtime_parts(
         )
     })?;
     let prompts = Arc::new(prompts);
-    for kind in AGENT_KINDS {
-        prompts.get("", kind).with_context(|| {
+    let kinds: Arc<[String]> = agents::catalog::AGENTS
+        .iter()
+        .map(|a| a.kind.to_owned())
+        .collect();
+    for kind in kinds.iter() {
+        prompts.current().get("", kind).with_context(|| {
             format!(
                 "no prompt file for the {kind} agent in {}",
                 settings.prompts_dir.display()
             )
         })?;
     }
+    prompts.watch(PROMPT_RELOAD_INTERVAL);
     let llm = match runtime::llm::Llm::from_settings(settings).await {
         Ok(llm) => {
             let provider = llm.provider();
@@ -64,17 +71,25 @@ pub async fn runtime_parts(
             Err(e.to_string())
         }
     };
-    let engines: Vec<(String, Arc<dyn TurnEngine>)> = AGENT_KINDS
+    let handler: Arc<dyn runtime::actions::ActionHandler> = Arc::new(crate::actions::CrmActions);
+    let actions = runtime::actions::Actions {
+        handler: handler.clone(),
+        pool: pool.clone(),
+    };
+    let engines: Vec<(String, Arc<dyn TurnEngine>)> = kinds
         .iter()
         .map(|kind| {
-            let mut agent = agents::llm_agent::LlmAgent::new(kind, prompts.clone(), llm.clone());
+            let mut agent = agents::llm_agent::LlmAgent::new(kind, prompts.clone(), llm.clone())
+                .with_actions(actions.clone())
+                .with_running(kinds.clone());
             if let Some(kb) = &knowledge {
                 agent = agent.with_knowledge(kb.clone());
             }
             let engine: Arc<dyn TurnEngine> = Arc::new(agent);
-            ((*kind).to_owned(), engine)
+            (kind.clone(), engine)
         })
         .collect();
+    let router = agents::router::AgentRouter::new(prompts.clone(), kinds.iter().cloned());
     let graph = channels::whatsapp::GraphClient::new(
         runtime::http::client(Duration::from_secs(20)),
         &settings.whatsapp_graph_url,
@@ -95,6 +110,8 @@ pub async fn runtime_parts(
         config,
         engines,
         senders,
+        router: Some(Arc::new(router)),
+        actions: Some(handler),
     })
 }
 

@@ -5,6 +5,8 @@
 //!   (`TenantSlug`, `Email`). Parse, don't validate: a value of these types is always well formed.
 //! - [`settings`]: the one typed [`Settings`] read from the environment in `main`; secrets are
 //!   `SecretString` and never printed.
+//! - [`actions`]: the [`actions::ActionHandler`] trait through which agents' tool calls change the
+//!   CRM, once per idempotency key, inside the turn's transaction.
 //! - [`actors`]: the supervised actor tree (ractor): conversation actors keyed by (tenant,
 //!   contact), agent pools, the outbox dispatcher, and the [`actors::Runtime`] handle.
 //! - [`db`]: PostgreSQL. Two pools (the migration/owner pool and the application pool, which runs
@@ -25,6 +27,7 @@
 //!
 //! Architecture invariant: this crate depends on no other Wasit crate. Everything else depends on it.
 
+pub mod actions;
 pub mod actors;
 pub mod bench;
 pub mod db;

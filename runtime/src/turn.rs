@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
+use crate::actions::{ActionContext, ActionError, ActionHandler, ToolAction};
 use crate::db::begin_tenant;
 use crate::error::{Error, Result};
 use crate::ids::{ContactId, ConversationId, MessageId, TenantId};
@@ -89,8 +90,43 @@ pub struct TurnInput {
     pub new_messages: Vec<TurnMessage>,
     /// The rolling summary of history older than `history`.
     pub summary: Option<String>,
+    /// The contact's latest lead, if any.
+    pub lead: Option<LeadInfo>,
+    /// Set when another agent handed the conversation to this one and it has not answered yet.
+    pub handoff: Option<HandoffNote>,
+    /// Handoffs since the contact last wrote.
+    #[serde(skip)]
+    pub handoff_hops: u32,
+    /// Turns in a row that changed nothing (no action, no handoff).
+    pub turns_without_progress: u32,
+    /// The conversation's channel (`whatsapp`, `sms`, `email`).
+    pub channel: String,
     #[serde(skip)]
     pub llm: TenantLlm,
+}
+
+/// The contact's lead as an agent sees it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct LeadInfo {
+    pub id: crate::LeadId,
+    pub status: String,
+    pub score: Option<i16>,
+    /// What has been learnt so far (company, need, budget, …).
+    pub qualification: Value,
+}
+
+/// Why the current agent has the conversation.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct HandoffNote {
+    pub from: String,
+    pub reason: String,
+}
+
+impl TurnInput {
+    /// True when the turn answers messages from the contact (not only a handoff).
+    pub fn has_new_messages(&self) -> bool {
+        !self.new_messages.is_empty()
+    }
 }
 
 /// State changes a turn asks for, applied in the turn's transaction.
@@ -99,8 +135,11 @@ pub struct TurnInput {
 pub enum TurnAction {
     /// Hand the conversation to a human; no agent answers until a rep hands it back.
     Escalate { reason: String },
-    /// Another agent takes the next turns.
+    /// Another agent takes the conversation; it answers at once, in a turn of its own.
     Handoff { to_agent: String, reason: String },
+    /// A change to the CRM through the action handler, applied once per (conversation, turn,
+    /// call).
+    Tool(crate::actions::ToolAction),
     /// Tells the tenant's admins, once per `key` (e.g. a budget reached today).
     NotifyAdmins {
         key: String,
@@ -115,6 +154,12 @@ pub enum TurnAction {
 pub struct TurnAudit {
     pub agent: String,
     pub prompt_version: String,
+    /// The prompt file, relative to the prompts directory, and its bytes: recorded once per
+    /// version in `prompt_versions`.
+    #[serde(skip)]
+    pub prompt_path: String,
+    #[serde(skip)]
+    pub prompt_body: Option<String>,
     pub model: String,
     pub tokens_in: u32,
     pub tokens_out: u32,
@@ -167,6 +212,32 @@ pub trait TurnEngine: Send + Sync + 'static {
         &self,
         input: TurnInput,
     ) -> Pin<Box<dyn Future<Output = std::result::Result<TurnOutcome, TurnError>> + Send>>;
+}
+
+/// Picks the agent for a turn. Implemented by the `agents` crate.
+pub trait Router: Send + Sync + 'static {
+    /// The agent that should answer `input` instead of its active agent, and why; `None` keeps
+    /// the active agent.
+    fn route(&self, input: &TurnInput) -> Option<Route>;
+}
+
+/// The agent a turn goes to, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub agent: String,
+    pub reason: String,
+}
+
+/// Routes `input` with `router`: the chosen agent answers, and `input.handoff` tells it why it has
+/// the conversation (`from` is the agent it was taken from).
+pub fn route(router: &dyn Router, input: &mut TurnInput) {
+    if let Some(Route { agent: to, reason }) = router.route(input)
+        && to != input.agent
+    {
+        tracing::debug!(conversation = %input.conversation, from = input.agent, to, reason, "routed");
+        let from = std::mem::replace(&mut input.agent, to);
+        input.handoff.get_or_insert(HandoffNote { from, reason });
+    }
 }
 
 /// Today's date in UTC, `YYYY-MM-DD`: the day usage is counted in.
@@ -255,6 +326,11 @@ pub async fn load_input(
              WHERE tenant_id = wasit_current_tenant() AND conversation_id = $1
                AND direction = 'inbound' AND processed_at IS NULL)
          SELECT t.slug, t.name, c.id AS contact_id, c.display_name, c.locale, v.active_agent,
+                v.channel, v.handoff_from, v.handoff_reason, v.handoff_hops, v.turns_without_progress,
+                (SELECT jsonb_build_object('id', l.id, 'status', l.status, 'score', l.score,
+                                           'qualification', l.qualification)
+                   FROM leads l WHERE l.tenant_id = wasit_current_tenant() AND l.contact_id = c.id
+                   ORDER BY l.created_at DESC LIMIT 1) AS lead,
                 v.owner_user_id IS NOT NULL OR v.status = 'escalated' AS human,
                 v.summary, t.settings -> 'llm' AS llm_settings,
                 (SELECT coalesce(jsonb_agg(jsonb_build_array(n.id, n.seq, n.kind, n.body, n.token_count, n.token_encoding) ORDER BY n.seq), '[]')
@@ -303,7 +379,11 @@ pub async fn load_input(
     }
     tx.commit().await?;
     let sqlx::types::Json(new_rows) = row.new_messages;
-    if new_rows.is_empty() {
+    let handoff = row.handoff_from.map(|from| HandoffNote {
+        from,
+        reason: row.handoff_reason.unwrap_or_default(),
+    });
+    if new_rows.is_empty() && handoff.is_none() {
         return Ok(Err(Skip::NothingNew));
     }
     let sqlx::types::Json(history) = row.history;
@@ -356,6 +436,11 @@ pub async fn load_input(
             })
             .collect(),
         summary: row.summary,
+        lead: row.lead.map(|sqlx::types::Json(l)| l),
+        handoff,
+        handoff_hops: u32::try_from(row.handoff_hops).unwrap_or(0),
+        turns_without_progress: u32::try_from(row.turns_without_progress).unwrap_or(0),
+        channel: row.channel,
         llm: TenantLlm {
             settings,
             today_tokens,
@@ -374,6 +459,12 @@ struct InputRow {
     display_name: Option<String>,
     locale: Option<String>,
     active_agent: String,
+    channel: String,
+    handoff_from: Option<String>,
+    handoff_reason: Option<String>,
+    handoff_hops: i16,
+    turns_without_progress: i32,
+    lead: Option<sqlx::types::Json<LeadInfo>>,
     human: bool,
     /// Each unprocessed inbound message, in order.
     new_messages: sqlx::types::Json<Vec<NewRow>>,
@@ -437,21 +528,30 @@ pub async fn apply(
     outcome: &TurnOutcome,
     split: Splitter,
     claim: Option<std::time::Duration>,
+    handler: Option<&dyn ActionHandler>,
 ) -> Result<Applied> {
     let mut tx = begin_tenant(pool, input.tenant.id).await?;
     let answered: Vec<MessageId> = input.new_messages.iter().map(|m| m.id).collect();
+    let progress = !outcome.actions.is_empty();
     // The row lock serialises turns of one conversation even across nodes; the same statement
-    // marks the answered messages processed, and fetches where replies go.
+    // marks the answered messages processed, takes up a pending handoff, and fetches where
+    // replies go.
     let row: ApplyRow = sqlx::query_as(
         "WITH conv AS (
-             UPDATE conversations SET turn_seq = turn_seq + 1, updated_at = now()
-             WHERE tenant_id = wasit_current_tenant() AND id = $1
-             RETURNING turn_seq, owner_user_id, status, channel, channel_account_id, contact_id),
+             UPDATE conversations v SET turn_seq = v.turn_seq + 1, updated_at = now(),
+                 active_agent = $5, handoff_from = NULL, handoff_reason = NULL,
+                 handoff_hops = CASE WHEN cardinality($2::uuid[]) > 0 THEN 0 ELSE v.handoff_hops END,
+                 turns_without_progress = CASE WHEN $4 THEN 0 ELSE v.turns_without_progress + 1 END
+             FROM (SELECT handoff_from FROM conversations
+                   WHERE tenant_id = wasit_current_tenant() AND id = $1 FOR UPDATE) old
+             WHERE v.tenant_id = wasit_current_tenant() AND v.id = $1
+             RETURNING v.turn_seq, v.owner_user_id, v.status, v.channel, v.channel_account_id,
+                       v.contact_id, old.handoff_from IS NOT NULL AS handoff_pending),
          marked AS (
              UPDATE messages SET processed_at = now()
              WHERE tenant_id = wasit_current_tenant() AND id = ANY($2) AND processed_at IS NULL
              RETURNING id)
-         SELECT conv.turn_seq, conv.owner_user_id, conv.status, conv.channel,
+         SELECT conv.turn_seq, conv.owner_user_id, conv.status, conv.channel, conv.handoff_pending,
                 (SELECT count(*) FROM marked) AS marked,
                 (SELECT provider_message_id FROM messages
                   WHERE tenant_id = wasit_current_tenant() AND id = $3) AS reply_to,
@@ -473,6 +573,8 @@ pub async fn apply(
     .bind(input.conversation)
     .bind(&answered)
     .bind(answered.last())
+    .bind(progress)
+    .bind(&input.agent)
     .fetch_one(&mut *tx)
     .await?;
     let ApplyRow {
@@ -480,6 +582,7 @@ pub async fn apply(
         owner_user_id: owner,
         status,
         channel,
+        handoff_pending,
         marked,
         reply_to,
         identity,
@@ -493,6 +596,12 @@ pub async fn apply(
         // some of these already: roll back rather than answer anything twice.
         return Err(Error::Conflict(
             "these messages were answered by another turn".into(),
+        ));
+    }
+    if answered.is_empty() && !handoff_pending {
+        // A turn for a handoff that another turn has taken up already.
+        return Err(Error::Conflict(
+            "the handoff was answered by another turn".into(),
         ));
     }
 
@@ -523,14 +632,29 @@ pub async fn apply(
             });
         }
     }
+    let ctx = ActionContext {
+        tenant: input.tenant.id,
+        contact: input.contact.id,
+        conversation: input.conversation,
+        agent: &input.agent,
+        channel: &channel,
+    };
+    let mut call_index = 0;
     for action in &outcome.actions {
         match action {
+            TurnAction::Tool(action) => {
+                let index = call_index;
+                call_index += 1;
+                apply_tool(&mut tx, handler, ctx, turn_seq, index, action).await?;
+            }
             TurnAction::Escalate { reason } => {
                 sqlx::query(
-                    "UPDATE conversations SET status = 'escalated', needs_human = true, updated_at = now()
+                    "UPDATE conversations SET status = 'escalated', needs_human = true, updated_at = now(),
+                         escalated_from = coalesce(escalated_from, $2)
                      WHERE tenant_id = wasit_current_tenant() AND id = $1",
                 )
                 .bind(input.conversation)
+                .bind(&input.agent)
                 .execute(&mut *tx)
                 .await?;
                 // The people who can take it over hear about it, in the same transaction.
@@ -541,12 +665,20 @@ pub async fn apply(
                     .await?;
                 tracing::info!(conversation = %input.conversation, reason, "conversation escalated to a human");
             }
-            TurnAction::Handoff { to_agent, .. } => {
-                sqlx::query("UPDATE conversations SET active_agent = $2 WHERE tenant_id = wasit_current_tenant() AND id = $1")
-                    .bind(input.conversation)
-                    .bind(to_agent)
-                    .execute(&mut *tx)
-                    .await?;
+            TurnAction::Handoff { to_agent, reason } => {
+                // The next agent answers in a turn of its own, seeing why it got the conversation.
+                sqlx::query(
+                    "UPDATE conversations SET active_agent = $2, handoff_from = $3, handoff_reason = left($4, 2000),
+                         handoff_hops = handoff_hops + 1,
+                         escalated_from = CASE WHEN $2 = 'escalation' THEN $3 ELSE escalated_from END
+                     WHERE tenant_id = wasit_current_tenant() AND id = $1",
+                )
+                .bind(input.conversation)
+                .bind(to_agent)
+                .bind(&input.agent)
+                .bind(reason)
+                .execute(&mut *tx)
+                .await?;
             }
             TurnAction::NotifyAdmins {
                 key,
@@ -600,7 +732,11 @@ pub async fn apply(
                      cost_micros = u.cost_micros + excluded.cost_micros),
          summarised AS (
              UPDATE conversations SET summary = $23, summary_through_seq = $24
-             WHERE tenant_id = wasit_current_tenant() AND id = $1 AND $24::bigint IS NOT NULL)
+             WHERE tenant_id = wasit_current_tenant() AND id = $1 AND $24::bigint IS NOT NULL),
+         prompt AS (
+             INSERT INTO prompt_versions (tenant_id, version, agent, path, body)
+             SELECT wasit_current_tenant(), $4, $3, $25, $26 WHERE $26::text IS NOT NULL
+             ON CONFLICT (tenant_id, version) DO NOTHING)
          INSERT INTO outbox (tenant_id, message_id, channel, idempotency_key, payload,
                              conversation_id, turn_seq, part, attempts, next_attempt_at)
          SELECT wasit_current_tenant(), m.id, $16, p.key, p.payload, $1, $2, p.number,
@@ -646,6 +782,8 @@ pub async fn apply(
     .bind(a.cost_micros)
     .bind(outcome.summary.as_ref().map(|s| s.text.as_str()))
     .bind(outcome.summary.as_ref().map(|s| s.through_seq))
+    .bind(&a.prompt_path)
+    .bind(a.prompt_body.as_deref())
     .fetch_all(&mut *tx)
     .await?;
     let queued = lease.is_none() && !inserted.is_empty();
@@ -677,6 +815,67 @@ pub async fn apply(
     })
 }
 
+/// Applies one tool action of turn `turn_seq`, unless its idempotency key (conversation, turn,
+/// call) shows it was applied already, and records it in `agent_actions`.
+async fn apply_tool(
+    tx: &mut crate::db::TenantTx,
+    handler: Option<&dyn ActionHandler>,
+    ctx: ActionContext<'_>,
+    turn_seq: i64,
+    index: i32,
+    action: &ToolAction,
+) -> Result<()> {
+    let handler = handler.ok_or_else(|| {
+        Error::Config(format!(
+            "the turn asks for {} but the runtime has no action handler",
+            action.tool
+        ))
+    })?;
+    let key = format!("{}:{turn_seq}:{index}", ctx.conversation);
+    let fresh: Option<uuid::Uuid> = sqlx::query_scalar(
+        "INSERT INTO agent_actions (tenant_id, conversation_id, turn_seq, call_index, idempotency_key, agent, tool, arguments)
+         VALUES (wasit_current_tenant(), $1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING id",
+    )
+    .bind(ctx.conversation)
+    .bind(turn_seq)
+    .bind(index)
+    .bind(&key)
+    .bind(ctx.agent)
+    .bind(&action.tool)
+    .bind(&action.arguments)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(id) = fresh else {
+        tracing::info!(
+            key,
+            tool = action.tool,
+            "action applied before: not applied again"
+        );
+        return Ok(());
+    };
+    let result = match handler.apply(tx, ctx, action).await {
+        Ok(result) => result,
+        // It passed its rehearsal: the CRM changed since. The turn runs again and the model sees
+        // the CRM as it is now.
+        Err(ActionError::Refused(reason)) => {
+            return Err(Error::Unavailable(format!(
+                "{} was refused at commit: {reason}",
+                action.tool
+            )));
+        }
+        Err(ActionError::Failed(e)) => return Err(e),
+    };
+    sqlx::query(
+        "UPDATE agent_actions SET result = $2 WHERE tenant_id = wasit_current_tenant() AND id = $1",
+    )
+    .bind(id)
+    .bind(&result)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// One outbound message of a turn, before it is stored.
 struct Part {
     message: MessageId,
@@ -692,6 +891,7 @@ struct ApplyRow {
     owner_user_id: Option<uuid::Uuid>,
     status: String,
     channel: String,
+    handoff_pending: bool,
     marked: i64,
     reply_to: Option<String>,
     identity: Option<String>,

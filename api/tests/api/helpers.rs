@@ -154,6 +154,8 @@ struct PartsTemplate {
     config: runtime::actors::RuntimeConfig,
     engines: Vec<(String, Arc<dyn runtime::turn::TurnEngine>)>,
     senders: runtime::outbox::Senders,
+    router: Option<Arc<dyn runtime::turn::Router>>,
+    actions: Option<Arc<dyn runtime::actions::ActionHandler>>,
 }
 
 static TRACING: AtomicBool = AtomicBool::new(false);
@@ -212,6 +214,8 @@ async fn spawn(with_runtime: Option<(runtime::Settings, Adjust)>) -> TestApp {
             config: parts.config.clone(),
             engines: parts.engines.clone(),
             senders: parts.senders.clone(),
+            router: parts.router.clone(),
+            actions: parts.actions.clone(),
         };
         let rt = Arc::new(Runtime::start(parts).await.unwrap());
         state = state.with_runtime(rt.clone());
@@ -242,6 +246,8 @@ impl TestApp {
             config: t.config,
             engines: t.engines,
             senders: t.senders,
+            router: t.router,
+            actions: t.actions,
         }
     }
 

@@ -535,6 +535,7 @@ async fn the_search_knowledge_tool_answers_inside_a_turn() {
             )])
         }
     });
+    crate::conversation::qualified_lead(&h, "966500000077", "سارة").await;
     h.app
         .post_whatsapp(&notification(&[text(
             "k1",
@@ -672,6 +673,7 @@ async fn the_knowledge_agent_takes_a_factual_question_and_cites_its_source() {
             )]),
         }
     });
+    crate::conversation::qualified_lead(&h, "966500000088", "خالد").await;
     h.app
         .post_whatsapp(&notification(&[text(
             "d1",
@@ -679,16 +681,17 @@ async fn the_knowledge_agent_takes_a_factual_question_and_cites_its_source() {
             "كم رسوم التوصيل؟",
         )]))
         .await;
-    h.graph.wait_for_delivered(1, WAIT).await;
+    // The handoff: the knowledge agent answers at once, in a turn of its own; sales says nothing.
+    let sent = h.graph.wait_for_delivered(1, WAIT).await;
+    let answer =
+        "التوصيل مجاني داخل الرياض للطلبات فوق ٥٠٠٠ ريال. (حسب «التوصيل › التوصيل › الرسوم»)";
+    assert_eq!(sent[0].body["text"]["body"], answer);
+    // The next message stays with the knowledge agent.
     h.app
         .post_whatsapp(&notification(&[text("d2", "966500000088", "داخل الرياض")]))
         .await;
     let sent = h.graph.wait_for_delivered(2, WAIT).await;
-    assert_eq!(sent[0].body["text"]["body"], "سأحولك إلى زميلي المختص.");
-    assert_eq!(
-        sent[1].body["text"]["body"],
-        "التوصيل مجاني داخل الرياض للطلبات فوق ٥٠٠٠ ريال. (حسب «التوصيل › التوصيل › الرسوم»)"
-    );
+    assert_eq!(sent[1].body["text"]["body"], answer);
     assert_eq!(
         h.app
             .count("SELECT count(*) FROM conversations WHERE active_agent = 'knowledge'")
@@ -700,5 +703,14 @@ async fn the_knowledge_agent_takes_a_factual_question_and_cites_its_source() {
             .fetch_all(&h.app.test_db.db().admin)
             .await
             .unwrap();
-    assert_eq!(agents, ["sales", "knowledge"]);
+    assert_eq!(agents, ["sales", "knowledge", "knowledge"]);
+    // The knowledge agent was told why it has the conversation.
+    let system = h.llm.requests()[1]["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        system.contains("given this conversation by the sales agent. Reason: سؤال عن رسوم التوصيل"),
+        "{system}"
+    );
 }

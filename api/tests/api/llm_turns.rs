@@ -215,7 +215,7 @@ async fn a_tenant_at_its_cap_is_handed_to_a_human_and_others_are_unaffected() {
     // Usage through the API: one call for this tenant, priced by LLM_PRICES.
     let usage = h.app.get_json("/api/v1/analytics/llm-usage", &admin).await;
     assert_eq!(usage["totals"]["calls"], 1, "{usage}");
-    assert_eq!(usage["items"][0]["agent"], "sales");
+    assert_eq!(usage["items"][0]["agent"], "intake");
     // The model that answered (a dated snapshot), priced as the model asked for.
     assert_eq!(usage["items"][0]["model"], "gpt-4o-mini-2024-07-18");
     let (tin, tout) = (
@@ -253,7 +253,7 @@ async fn a_tenant_at_its_cap_is_handed_to_a_human_and_others_are_unaffected() {
         .unwrap();
     assert!(
         metrics.contains(
-            "wasit_llm_calls_total{tenant=\"riyadh-gold\",agent=\"sales\",model=\"gpt-4o-mini-2024-07-18\"} 1"
+            "wasit_llm_calls_total{tenant=\"riyadh-gold\",agent=\"intake\",model=\"gpt-4o-mini-2024-07-18\"} 1"
         ),
         "{metrics}"
     );

@@ -74,8 +74,15 @@ pub enum ConversationMsg {
     },
 }
 
+/// Handoffs in a row (without the contact writing) after which the next agent waits for the
+/// contact instead of answering at once.
+pub const MAX_HANDOFF_HOPS: u32 = 3;
+
 pub enum TurnResult {
-    Applied,
+    /// Committed; `again` when a handoff asks the next agent to answer now.
+    Applied {
+        again: bool,
+    },
     Skipped,
     Superseded,
     Failed(TurnError),
@@ -229,11 +236,16 @@ async fn run_turn(
     let Ok(_permit) = shared.turn_permits.acquire().await else {
         return TurnResult::Failed(TurnError::Temporary("the runtime is shutting down".into()));
     };
-    let input = match turn::load_input(&shared.pool, key.tenant, key.conversation).await {
+    let mut input = match turn::load_input(&shared.pool, key.tenant, key.conversation).await {
         Ok(Ok(input)) => input,
         Ok(Err(Skip::NothingNew | Skip::HumanOwns)) => return TurnResult::Skipped,
         Err(e) => return TurnResult::Failed(TurnError::Temporary(e.to_string())),
     };
+    if let Some(router) = &shared.router
+        && input.has_new_messages()
+    {
+        turn::route(router.as_ref(), &mut input);
+    }
     let outcome = match shared.agents.run(input.clone()).await {
         Ok(outcome) => outcome,
         Err(AgentFailure::Turn(TurnError::Temporary(reason))) if last_attempt => {
@@ -257,7 +269,17 @@ async fn run_turn(
         }
     }
     let lease = Some(shared.config.outbox.lease);
-    match turn::apply(&shared.pool, &input, &outcome, shared.config.split, lease).await {
+    let handler = shared.actions.as_deref();
+    match turn::apply(
+        &shared.pool,
+        &input,
+        &outcome,
+        shared.config.split,
+        lease,
+        handler,
+    )
+    .await
+    {
         Ok(applied) => {
             if !applied.claimed.is_empty() {
                 shared.send_claimed(applied.claimed);
@@ -265,7 +287,20 @@ async fn run_turn(
             if applied.queued {
                 shared.wake_outbox();
             }
-            TurnResult::Applied
+            // A handoff: the next agent answers now, in a turn of its own — unless the chain of
+            // agents passing the conversation on is already long, when it waits for the contact.
+            let handed_off = outcome
+                .actions
+                .iter()
+                .any(|a| matches!(a, turn::TurnAction::Handoff { .. }));
+            let hops = if input.has_new_messages() {
+                0
+            } else {
+                input.handoff_hops
+            };
+            TurnResult::Applied {
+                again: handed_off && hops < MAX_HANDOFF_HOPS,
+            }
         }
         // Another turn answered these messages first (a rerun after recovery): nothing to do.
         Err(crate::Error::Conflict(_)) => TurnResult::Skipped,
@@ -299,7 +334,14 @@ fn on_turn_finished(
     }
     state.turn = None;
     match result {
-        TurnResult::Applied | TurnResult::Skipped => {
+        TurnResult::Applied { again } => {
+            state.failures = 0;
+            state.rerun |= again;
+            let _ = state
+                .supervisor
+                .cast(SupervisorMsg::TurnSucceeded(state.key));
+        }
+        TurnResult::Skipped => {
             state.failures = 0;
             let _ = state
                 .supervisor

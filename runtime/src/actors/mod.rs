@@ -92,6 +92,10 @@ pub struct RuntimeParts {
     /// One engine per agent kind, by kind id (`sales`, …).
     pub engines: Vec<(String, Arc<dyn TurnEngine>)>,
     pub senders: Senders,
+    /// Picks each turn's agent; without one, the conversation's active agent answers.
+    pub router: Option<Arc<dyn crate::turn::Router>>,
+    /// Applies agents' CRM actions; a turn with a tool action fails without one.
+    pub actions: Option<Arc<dyn crate::actions::ActionHandler>>,
 }
 
 impl std::fmt::Debug for RuntimeParts {

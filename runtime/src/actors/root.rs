@@ -28,6 +28,8 @@ pub struct Shared {
     pub pool: PgPool,
     pub config: RuntimeConfig,
     pub agents: AgentsHandle,
+    pub router: Option<Arc<dyn crate::turn::Router>>,
+    pub actions: Option<Arc<dyn crate::actions::ActionHandler>>,
     /// Admission control for turns (see `RuntimeConfig::max_concurrent_turns`).
     pub turn_permits: tokio::sync::Semaphore,
     conversations: RwLock<Option<ActorRef<SupervisorMsg>>>,
@@ -303,6 +305,8 @@ impl Runtime {
             turn_permits: tokio::sync::Semaphore::new(parts.config.max_concurrent_turns.max(1)),
             config: parts.config,
             agents: AgentsHandle::default(),
+            router: parts.router,
+            actions: parts.actions,
             conversations: RwLock::new(None),
             outbox: RwLock::new(None),
             sends: Arc::default(),

@@ -1,0 +1,645 @@
+//! The action handler: agents' tool calls applied to the CRM (`runtime::actions::ActionHandler`).
+//! Arguments arrive already checked against the tool's schema (`agents::tools`); the tenant,
+//! contact and conversation come from the conversation, never from the model, and every object is
+//! found through them (the contact's lead, its open claim, its next meeting). Money never moves
+//! here: a refund becomes a pending approval for a person.
+
+use runtime::actions::{ActionContext, ActionError, ActionFuture, ActionHandler, ToolAction};
+use runtime::db::TenantTx;
+use runtime::{LeadId, UserId};
+use serde_json::{Map, Value, json};
+use sqlx::PgPool;
+use time::OffsetDateTime;
+
+use crate::repo::{contacts, deals, guarantees, leads, meetings};
+
+/// The tools this handler implements. Agents are offered no other action or read tool.
+pub const SUPPORTED: &[&str] = &[
+    "create_lead",
+    "update_contact",
+    "update_lead",
+    "set_qualification",
+    "assign_lead",
+    "create_deal",
+    "find_slots",
+    "book_meeting",
+    "cancel_meeting",
+    "open_guarantee_claim",
+    "request_refund",
+    "assign_conversation",
+    "notify_rep",
+];
+
+/// Meeting length when the model does not say.
+const DEFAULT_MEETING_MINUTES: i64 = 30;
+
+/// The CRM's action handler.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CrmActions;
+
+type Outcome = Result<Value, ActionError>;
+
+fn refused(reason: impl Into<String>) -> ActionError {
+    ActionError::Refused(reason.into())
+}
+
+/// A domain error of the repo layer is the model's to hear about; a database error is not.
+fn from_repo(e: runtime::Error) -> ActionError {
+    match e {
+        runtime::Error::Invalid(m) | runtime::Error::Conflict(m) => ActionError::Refused(m),
+        runtime::Error::NotFound(what) => ActionError::Refused(format!("{what} not found")),
+        other => ActionError::Failed(other),
+    }
+}
+
+fn text<'a>(args: &'a Value, key: &str) -> Option<&'a str> {
+    args.get(key)
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+/// Minor units per major unit of `currency` (ISO 4217 exponents; 2 unless listed).
+fn minor_per_major(currency: &str) -> i64 {
+    match currency {
+        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 1000,
+        "JPY" | "KRW" | "VND" | "CLP" | "ISK" | "UGX" | "XAF" | "XOF" => 1,
+        _ => 100,
+    }
+}
+
+fn to_minor(amount: f64, currency: &str) -> Result<i64, ActionError> {
+    let minor = (amount * minor_per_major(currency) as f64).round();
+    if !(0.0..=9.0e15).contains(&minor) {
+        return Err(refused("the amount is out of range"));
+    }
+    Ok(minor as i64)
+}
+
+fn to_major(minor: i64, currency: &str) -> f64 {
+    minor as f64 / minor_per_major(currency) as f64
+}
+
+impl ActionHandler for CrmActions {
+    fn supports(&self, tool: &str) -> bool {
+        SUPPORTED.contains(&tool)
+    }
+
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut TenantTx,
+        ctx: ActionContext<'a>,
+        action: &'a ToolAction,
+    ) -> ActionFuture<'a> {
+        Box::pin(async move {
+            let args = &action.arguments;
+            match action.tool.as_str() {
+                "create_lead" => create_lead(tx, ctx, args).await,
+                "update_contact" => update_contact(tx, ctx, args).await,
+                "update_lead" => update_lead(tx, ctx, args).await,
+                "set_qualification" => set_qualification(tx, ctx, args).await,
+                "assign_lead" => assign_lead(tx, ctx).await,
+                "create_deal" => create_deal(tx, ctx, args).await,
+                "book_meeting" => book_meeting(tx, ctx, args).await,
+                "cancel_meeting" => cancel_meeting(tx, ctx, args).await,
+                "open_guarantee_claim" => open_claim(tx, ctx, args).await,
+                "request_refund" => request_refund(tx, ctx, args).await,
+                "assign_conversation" => assign_conversation(tx, ctx, args).await,
+                "notify_rep" => notify_rep(tx, ctx, args).await,
+                other => Err(refused(format!("{other} is not available"))),
+            }
+        })
+    }
+
+    fn read<'a>(
+        &'a self,
+        pool: &'a PgPool,
+        ctx: ActionContext<'a>,
+        tool: &'a str,
+        arguments: &'a Value,
+    ) -> ActionFuture<'a> {
+        Box::pin(async move {
+            let mut tx = runtime::db::begin_tenant(pool, ctx.tenant).await?;
+            let result = match tool {
+                "find_slots" => find_slots(&mut tx, ctx, arguments).await,
+                other => Err(refused(format!("{other} is not available"))),
+            };
+            tx.rollback().await.map_err(runtime::Error::from)?;
+            result
+        })
+    }
+}
+
+/// The contact's latest lead, locked for the change.
+async fn current_lead(
+    tx: &mut TenantTx,
+    ctx: ActionContext<'_>,
+) -> Result<Option<leads::Lead>, ActionError> {
+    let id: Option<LeadId> = sqlx::query_scalar(
+        "SELECT id FROM leads WHERE tenant_id = wasit_current_tenant() AND contact_id = $1
+         ORDER BY created_at DESC, id DESC LIMIT 1",
+    )
+    .bind(ctx.contact)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(runtime::Error::from)?;
+    match id {
+        Some(id) => Ok(Some(leads::find_for_update(tx, id).await?)),
+        None => Ok(None),
+    }
+}
+
+async fn require_lead(
+    tx: &mut TenantTx,
+    ctx: ActionContext<'_>,
+) -> Result<leads::Lead, ActionError> {
+    current_lead(tx, ctx)
+        .await?
+        .ok_or_else(|| refused("the contact has no lead yet (the intake agent creates it)"))
+}
+
+fn lead_view(lead: &leads::Lead) -> Value {
+    json!({"status": lead.status.as_str(), "qualification": lead.qualification,
+           "sector": lead.sector, "territory": lead.territory, "assigned": lead.owner_user_id.is_some()})
+}
+
+/// Copies the given keys of `args` into the lead's qualification object.
+fn merge_qualification(lead: &mut leads::Lead, args: &Value, keys: &[&str]) {
+    let mut q = lead
+        .qualification
+        .as_object()
+        .cloned()
+        .unwrap_or_else(Map::new);
+    for key in keys {
+        if let Some(v) = text(args, key) {
+            q.insert((*key).to_owned(), Value::String(v.to_owned()));
+        }
+    }
+    lead.qualification = Value::Object(q);
+}
+
+async fn create_lead(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+    if let Some(lead) = current_lead(tx, ctx).await?
+        && !matches!(
+            lead.status,
+            leads::LeadStatus::Converted | leads::LeadStatus::Disqualified
+        )
+    {
+        return Err(refused(format!(
+            "the contact already has a lead (status {}): update it with update_lead instead",
+            lead.status.as_str()
+        )));
+    }
+    if let Some(name) = text(args, "name") {
+        let change = contacts::Change {
+            display_name: Some(Some(name.to_owned())),
+            ..contacts::Change::default()
+        };
+        contacts::update(tx, ctx.contact, &change).await?;
+    }
+    let mut qualification = Map::new();
+    for key in ["company", "need"] {
+        if let Some(v) = text(args, key) {
+            qualification.insert(key.into(), Value::String(v.into()));
+        }
+    }
+    let source = match ctx.channel {
+        "whatsapp" => leads::LeadSource::Whatsapp,
+        "sms" => leads::LeadSource::Sms,
+        _ => leads::LeadSource::Email,
+    };
+    let lead = leads::create(
+        tx,
+        &leads::NewLead {
+            contact_id: Some(ctx.contact),
+            source: Some(source),
+            qualification: Some(Value::Object(qualification)),
+            sector: text(args, "sector").map(str::to_owned),
+            territory: text(args, "territory").map(str::to_owned),
+            ..leads::NewLead::default()
+        },
+    )
+    .await
+    .map_err(from_repo)?;
+    Ok(json!({"lead": lead_view(&lead)}))
+}
+
+async fn update_contact(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+    let change = contacts::Change {
+        display_name: text(args, "name").map(|n| Some(n.to_owned())),
+        locale: text(args, "locale").map(|l| Some(l.to_owned())),
+        ..contacts::Change::default()
+    };
+    let contact = contacts::update(tx, ctx.contact, &change)
+        .await
+        .map_err(from_repo)?;
+    Ok(json!({"contact": {"name": contact.display_name, "locale": contact.locale}}))
+}
+
+/// Moves a `new` lead to `contacted`: an agent is talking with it.
+fn contacted(lead: &mut leads::Lead) {
+    if lead.status == leads::LeadStatus::New {
+        lead.status = leads::LeadStatus::Contacted;
+    }
+}
+
+async fn update_lead(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+    let mut lead = require_lead(tx, ctx).await?;
+    merge_qualification(
+        &mut lead,
+        args,
+        &["company", "need", "budget", "timeline", "authority"],
+    );
+    if let Some(sector) = text(args, "sector") {
+        lead.sector = Some(sector.to_owned());
+    }
+    if let Some(territory) = text(args, "territory") {
+        lead.territory = Some(territory.to_owned());
+    }
+    contacted(&mut lead);
+    let lead = leads::save(tx, &lead).await.map_err(from_repo)?;
+    Ok(json!({"lead": lead_view(&lead)}))
+}
+
+async fn set_qualification(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+    let mut lead = require_lead(tx, ctx).await?;
+    if matches!(
+        lead.status,
+        leads::LeadStatus::Converted | leads::LeadStatus::Disqualified
+    ) {
+        return Err(refused(format!(
+            "the lead is already {}",
+            lead.status.as_str()
+        )));
+    }
+    merge_qualification(
+        &mut lead,
+        args,
+        &["budget", "authority", "need", "timeline"],
+    );
+    let qualified = args.get("qualified").and_then(Value::as_bool) == Some(true);
+    let reason = text(args, "reason").unwrap_or_default().to_owned();
+    if qualified {
+        contacted(&mut lead);
+        lead.status = leads::LeadStatus::Qualified;
+        if let Some(q) = lead.qualification.as_object_mut() {
+            q.insert("qualified_because".into(), Value::String(reason));
+        }
+    } else {
+        lead.status = leads::LeadStatus::Disqualified;
+        lead.disqualified_reason = Some(reason);
+    }
+    let lead = leads::save(tx, &lead).await.map_err(from_repo)?;
+    Ok(json!({"lead": lead_view(&lead)}))
+}
+
+async fn assign_lead(tx: &mut TenantTx, ctx: ActionContext<'_>) -> Outcome {
+    let lead = require_lead(tx, ctx).await?;
+    match leads::assign(tx, lead.id).await.map_err(from_repo)? {
+        Some(lead) => Ok(json!({"lead": lead_view(&lead)})),
+        None => Err(refused(
+            "no rep is eligible for this lead's sector and territory",
+        )),
+    }
+}
+
+async fn create_deal(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+    let lead = require_lead(tx, ctx).await?;
+    let currency = text(args, "currency").unwrap_or("SAR").to_owned();
+    let amount = args.get("amount").and_then(Value::as_f64).unwrap_or(0.0);
+    let stage = deals::stages(tx)
+        .await?
+        .into_iter()
+        .find(|s| s.kind.0 == deals::StageKind::Open)
+        .ok_or_else(|| refused("the tenant's pipeline has no open stage"))?;
+    let expected_close_date = text(args, "expected_close_date").and_then(|d| {
+        time::Date::parse(d, &time::format_description::well_known::Iso8601::DATE).ok()
+    });
+    let now = OffsetDateTime::now_utc();
+    let deal = deals::Deal {
+        id: uuid::Uuid::nil(),
+        title: text(args, "title").unwrap_or("Deal").to_owned(),
+        lead_id: Some(lead.id),
+        contact_id: Some(ctx.contact),
+        stage_id: stage.id,
+        amount_minor: to_minor(amount, &currency)?,
+        currency,
+        expected_close_date,
+        owner_user_id: lead.owner_user_id,
+        affiliate_id: lead.affiliate_id,
+        closed_at: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let deal = deals::create(tx, &deal, (None, &format!("agent:{}", ctx.agent)))
+        .await
+        .map_err(from_repo)?;
+    Ok(json!({"deal": {"title": deal.title, "stage": stage.name,
+                        "amount": to_major(deal.amount_minor, &deal.currency), "currency": deal.currency}}))
+}
+
+fn minutes(args: &Value) -> i64 {
+    args.get("duration_minutes")
+        .and_then(Value::as_i64)
+        .unwrap_or(DEFAULT_MEETING_MINUTES)
+}
+
+/// Free slots of the lead's owner (or of every active rep when it has none), on the reps' working
+/// hours, from an hour from now, that no scheduled meeting overlaps.
+async fn find_slots(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+    let owner = current_lead(tx, ctx).await?.and_then(|l| l.owner_user_id);
+    let days = args.get("days_ahead").and_then(Value::as_i64).unwrap_or(7);
+    let minutes = minutes(args);
+    let rows: Vec<(OffsetDateTime, String, String)> = sqlx::query_as(
+        "WITH reps AS (
+             SELECT id FROM users WHERE tenant_id = wasit_current_tenant() AND disabled_at IS NULL
+               AND role IN ('sales_rep', 'sales_manager') AND ($1::uuid IS NULL OR id = $1)),
+         days AS (
+             SELECT d::date AS day FROM generate_series(current_date - 1, current_date + $2::int, interval '1 day') d),
+         windows AS (
+             SELECT h.user_id, h.time_zone, (d.day + h.starts) AT TIME ZONE h.time_zone AS opens,
+                    (d.day + h.ends) AT TIME ZONE h.time_zone AS closes
+             FROM rep_working_hours h JOIN reps r ON r.id = h.user_id CROSS JOIN days d
+             WHERE h.tenant_id = wasit_current_tenant() AND extract(isodow FROM d.day) = h.weekday),
+         slots AS (
+             SELECT w.user_id, w.time_zone, s AS starts_at
+             FROM windows w, generate_series(w.opens, w.closes - make_interval(mins => $3), make_interval(mins => $3)) s
+             WHERE s >= now() + interval '1 hour' AND s < now() + make_interval(days => $2))
+         SELECT DISTINCT ON (s.starts_at) s.starts_at,
+                to_char(s.starts_at AT TIME ZONE s.time_zone, 'YYYY-MM-DD HH24:MI'), s.time_zone
+         FROM slots s
+         WHERE NOT EXISTS (
+             SELECT 1 FROM meetings m
+             WHERE m.tenant_id = wasit_current_tenant() AND m.rep_user_id = s.user_id AND m.status = 'scheduled'
+               AND tstzrange(m.starts_at, m.ends_at) && tstzrange(s.starts_at, s.starts_at + make_interval(mins => $3)))
+         ORDER BY s.starts_at LIMIT 8",
+    )
+    .bind(owner)
+    .bind(i32::try_from(days).unwrap_or(7))
+    .bind(i32::try_from(minutes).unwrap_or(30))
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(runtime::Error::from)?;
+    if rows.is_empty() {
+        return Ok(
+            json!({"slots": [], "note": "No free slot in that period: offer to have a rep propose a time, or look further ahead."}),
+        );
+    }
+    let slots: Vec<Value> = rows
+        .into_iter()
+        .map(|(starts_at, local, zone)| {
+            json!({"starts_at": starts_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+                   "local_time": format!("{local} ({zone})"), "duration_minutes": minutes})
+        })
+        .collect();
+    Ok(json!({ "slots": slots }))
+}
+
+/// The rep who takes a meeting at `starts_at`: the lead's owner if free then, else the active
+/// rep free then with the fewest meetings that day.
+async fn free_rep(
+    tx: &mut TenantTx,
+    owner: Option<UserId>,
+    starts_at: OffsetDateTime,
+    ends_at: OffsetDateTime,
+) -> Result<Option<UserId>, ActionError> {
+    Ok(sqlx::query_scalar(
+        "SELECT u.id FROM users u
+         WHERE u.tenant_id = wasit_current_tenant() AND u.disabled_at IS NULL
+           AND u.role IN ('sales_rep', 'sales_manager') AND ($1::uuid IS NULL OR u.id = $1)
+           AND (NOT EXISTS (SELECT 1 FROM rep_working_hours h WHERE h.tenant_id = u.tenant_id AND h.user_id = u.id)
+                OR EXISTS (SELECT 1 FROM rep_working_hours h
+                           WHERE h.tenant_id = u.tenant_id AND h.user_id = u.id
+                             AND h.weekday = extract(isodow FROM $2 AT TIME ZONE h.time_zone)
+                             AND ($2 AT TIME ZONE h.time_zone)::date = ($3 AT TIME ZONE h.time_zone)::date
+                             AND ($2 AT TIME ZONE h.time_zone)::time >= h.starts
+                             AND ($3 AT TIME ZONE h.time_zone)::time <= h.ends))
+           AND NOT EXISTS (SELECT 1 FROM meetings m
+                           WHERE m.tenant_id = u.tenant_id AND m.rep_user_id = u.id AND m.status = 'scheduled'
+                             AND tstzrange(m.starts_at, m.ends_at) && tstzrange($2, $3))
+         ORDER BY (SELECT count(*) FROM meetings m WHERE m.tenant_id = u.tenant_id AND m.rep_user_id = u.id
+                     AND m.status = 'scheduled' AND m.starts_at::date = $2::date), u.created_at, u.id
+         LIMIT 1",
+    )
+    .bind(owner)
+    .bind(starts_at)
+    .bind(ends_at)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(runtime::Error::from)?)
+}
+
+fn meeting_view(m: &meetings::Meeting) -> Value {
+    let rfc = |t: OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    };
+    json!({"title": m.title, "starts_at": rfc(m.starts_at), "ends_at": rfc(m.ends_at), "status": m.status})
+}
+
+async fn book_meeting(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+    let starts_at = text(args, "starts_at")
+        .and_then(|s| OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok())
+        .ok_or_else(|| refused("starts_at must be an RFC 3339 time"))?;
+    if starts_at < OffsetDateTime::now_utc() {
+        return Err(refused(
+            "that time is in the past: offer slots from find_slots",
+        ));
+    }
+    let ends_at = starts_at + time::Duration::minutes(minutes(args));
+    let lead = current_lead(tx, ctx).await?;
+    let owner = lead.as_ref().and_then(|l| l.owner_user_id);
+    let mut rep = free_rep(tx, owner, starts_at, ends_at).await?;
+    if rep.is_none() && owner.is_some() {
+        rep = free_rep(tx, None, starts_at, ends_at).await?;
+    }
+    let rep = rep
+        .ok_or_else(|| refused("no rep is free at that time: offer other slots from find_slots"))?;
+    let meeting = meetings::create(
+        tx,
+        &meetings::NewMeeting {
+            rep_user_id: rep,
+            contact_id: Some(ctx.contact),
+            lead_id: lead.as_ref().map(|l| l.id),
+            deal_id: None,
+            title: text(args, "title").unwrap_or("Meeting").to_owned(),
+            location: None,
+            starts_at,
+            ends_at,
+        },
+    )
+    .await
+    .map_err(from_repo)?;
+    Ok(json!({"meeting": meeting_view(&meeting)}))
+}
+
+async fn cancel_meeting(tx: &mut TenantTx, ctx: ActionContext<'_>, _args: &Value) -> Outcome {
+    let id: Option<uuid::Uuid> = sqlx::query_scalar(
+        "SELECT id FROM meetings WHERE tenant_id = wasit_current_tenant() AND contact_id = $1
+           AND status = 'scheduled' AND starts_at > now() ORDER BY starts_at LIMIT 1",
+    )
+    .bind(ctx.contact)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(runtime::Error::from)?;
+    let id = id.ok_or_else(|| refused("the contact has no upcoming meeting"))?;
+    let mut meeting = meetings::find(tx, id, true).await.map_err(from_repo)?;
+    meeting.status = "cancelled".into();
+    let meeting = meetings::save(tx, &meeting, false)
+        .await
+        .map_err(from_repo)?;
+    Ok(json!({"meeting": meeting_view(&meeting)}))
+}
+
+async fn open_claim(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+    let currency = text(args, "currency").unwrap_or("SAR").to_owned();
+    let amount = args.get("amount").and_then(Value::as_f64).unwrap_or(0.0);
+    let claim = guarantees::create(
+        tx,
+        Some(ctx.contact),
+        None,
+        text(args, "description").unwrap_or_default(),
+        to_minor(amount, &currency)?,
+        &currency,
+    )
+    .await
+    .map_err(from_repo)?;
+    Ok(
+        json!({"claim": {"status": claim.status, "amount": to_major(claim.claimed_minor, &claim.currency), "currency": claim.currency}}),
+    )
+}
+
+/// Every refund waits for a person: the claim goes under review and an approval is opened.
+async fn request_refund(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+    let id: Option<uuid::Uuid> = sqlx::query_scalar(
+        "SELECT id FROM guarantee_claims WHERE tenant_id = wasit_current_tenant() AND contact_id = $1
+           AND status IN ('submitted', 'under_review') ORDER BY created_at DESC LIMIT 1",
+    )
+    .bind(ctx.contact)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(runtime::Error::from)?;
+    let id =
+        id.ok_or_else(|| refused("the contact has no open guarantee claim: open one first"))?;
+    let mut claim = guarantees::find(tx, id, true).await.map_err(from_repo)?;
+    let amount = args.get("amount").and_then(Value::as_f64).unwrap_or(0.0);
+    let minor = to_minor(amount, &claim.currency)?;
+    if minor > claim.claimed_minor {
+        return Err(refused(format!(
+            "the refund cannot exceed the {} {} claimed",
+            to_major(claim.claimed_minor, &claim.currency),
+            claim.currency
+        )));
+    }
+    let reason = text(args, "reason").unwrap_or_default();
+    sqlx::query(
+        "INSERT INTO approvals (tenant_id, kind, conversation_id, agent, tool, arguments, summary,
+                                subject_type, subject_id, amount_minor, currency)
+         VALUES (wasit_current_tenant(), 'refund', $1, $2, 'request_refund', $3, left($4, 2000),
+                 'guarantee_claim', $5, $6, $7)",
+    )
+    .bind(ctx.conversation)
+    .bind(ctx.agent)
+    .bind(args)
+    .bind(format!(
+        "Refund of {} {} on a guarantee claim: {reason}",
+        to_major(minor, &claim.currency),
+        claim.currency
+    ))
+    .bind(claim.id)
+    .bind(minor)
+    .bind(&claim.currency)
+    .execute(&mut **tx)
+    .await
+    .map_err(runtime::Error::from)?;
+    if claim.status == "submitted" {
+        claim.status = "under_review".into();
+        claim = guarantees::save(tx, &claim).await.map_err(from_repo)?;
+    }
+    Ok(
+        json!({"refund": "pending_approval", "claim_status": claim.status,
+              "note": "A person must approve this refund: tell the contact it is under review, not that it is paid."}),
+    )
+}
+
+/// The rep a conversation goes to: its owner, else the lead's owner, else the active rep (or
+/// manager, or admin) with the fewest escalated conversations.
+async fn rep_for(tx: &mut TenantTx, ctx: ActionContext<'_>) -> Result<Option<UserId>, ActionError> {
+    Ok(sqlx::query_scalar(
+        "SELECT coalesce(
+             (SELECT owner_user_id FROM conversations WHERE tenant_id = wasit_current_tenant() AND id = $1),
+             (SELECT l.owner_user_id FROM leads l JOIN users u ON u.tenant_id = l.tenant_id AND u.id = l.owner_user_id
+               WHERE l.tenant_id = wasit_current_tenant() AND l.contact_id = $2 AND u.disabled_at IS NULL
+               ORDER BY l.created_at DESC LIMIT 1),
+             (SELECT u.id FROM users u
+               WHERE u.tenant_id = wasit_current_tenant() AND u.disabled_at IS NULL
+                 AND u.role IN ('sales_rep', 'sales_manager', 'admin')
+               ORDER BY array_position(ARRAY['sales_rep', 'sales_manager', 'admin'], u.role),
+                        (SELECT count(*) FROM conversations v WHERE v.tenant_id = u.tenant_id
+                           AND v.owner_user_id = u.id AND v.status = 'escalated'),
+                        u.created_at, u.id
+               LIMIT 1))",
+    )
+    .bind(ctx.conversation)
+    .bind(ctx.contact)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(runtime::Error::from)?)
+}
+
+/// The conversation becomes a rep's: escalated, owned by the rep, silent for agents until the rep
+/// hands it back.
+async fn assign_conversation(tx: &mut TenantTx, ctx: ActionContext<'_>, _args: &Value) -> Outcome {
+    let rep = rep_for(tx, ctx).await?;
+    sqlx::query(
+        "UPDATE conversations SET status = 'escalated', needs_human = true, owner_user_id = $2,
+             escalated_from = coalesce(escalated_from, $3), updated_at = now()
+         WHERE tenant_id = wasit_current_tenant() AND id = $1",
+    )
+    .bind(ctx.conversation)
+    .bind(rep)
+    .bind(ctx.agent)
+    .execute(&mut **tx)
+    .await
+    .map_err(runtime::Error::from)?;
+    Ok(
+        json!({"assigned": rep.is_some(), "note": "A person has the conversation now; no agent writes to the contact until it is handed back."}),
+    )
+}
+
+/// The summary reaches the conversation's rep and the sales managers, or every rep while none
+/// can be assigned.
+async fn notify_rep(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+    let summary = text(args, "summary").unwrap_or_default();
+    let rep = rep_for(tx, ctx).await?;
+    let sent: i64 = match rep {
+        Some(rep) => sqlx::query_scalar(
+            "WITH targets AS (
+                 SELECT $1::uuid AS id
+                 UNION
+                 SELECT id FROM users WHERE tenant_id = wasit_current_tenant() AND disabled_at IS NULL
+                   AND role = 'sales_manager'),
+             sent AS (
+                 INSERT INTO notifications (tenant_id, user_id, kind, title, body, data)
+                 SELECT wasit_current_tenant(), t.id, 'conversation_escalated', 'محادثة تحتاج إلى موظف',
+                        left($2, 2000), jsonb_build_object('conversation_id', $3::uuid)
+                 FROM targets t
+                 RETURNING 1)
+             SELECT count(*) FROM sent",
+        )
+        .bind(rep)
+        .bind(summary)
+        .bind(ctx.conversation)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(runtime::Error::from)?,
+        None => sqlx::query_scalar::<_, i32>("SELECT wasit_notify_escalation($1, $2)")
+            .bind(ctx.conversation)
+            .bind(summary)
+            .fetch_one(&mut **tx)
+            .await
+            .map(i64::from)
+            .map_err(runtime::Error::from)?,
+    };
+    Ok(json!({ "notified": sent }))
+}

@@ -1,0 +1,120 @@
+//! Actions: what agents do to the CRM. An agent's tool call with side effects becomes a
+//! [`ToolAction`]; the [`ActionHandler`] (a trait here, implemented where the CRM lives, in `api`)
+//! applies it inside the turn's transaction, once per idempotency key — (conversation, turn, tool
+//! call) — so a turn that runs again never applies anything twice.
+//!
+//! While the model is still deciding, [`Actions::rehearse`] applies the turn's actions so far in a
+//! transaction that is rolled back, so the model is told what really would happen (a refused
+//! booking, a lead that already exists) and not what it hoped.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::PgPool;
+
+use crate::db::{TenantTx, begin_tenant};
+use crate::ids::{ContactId, ConversationId, TenantId};
+
+/// A tool call that changes the CRM, with arguments already validated against the tool's schema.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolAction {
+    pub tool: String,
+    pub arguments: Value,
+}
+
+/// Who acts and on what: always from the conversation, never from model output.
+#[derive(Debug, Clone, Copy)]
+pub struct ActionContext<'a> {
+    pub tenant: TenantId,
+    pub contact: ContactId,
+    pub conversation: ConversationId,
+    pub agent: &'a str,
+    /// The conversation's channel (`whatsapp`, `sms`, `email`).
+    pub channel: &'a str,
+}
+
+/// Why an action was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    /// The action does not fit the CRM's state (no lead yet, the slot is taken): the model is
+    /// told why and may try something else.
+    #[error("{0}")]
+    Refused(String),
+    /// The database failed: the turn fails and is retried.
+    #[error(transparent)]
+    Failed(#[from] crate::Error),
+}
+
+pub type ActionFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, ActionError>> + Send + 'a>>;
+
+/// Applies agents' actions to the CRM. Implemented by the `api` crate.
+pub trait ActionHandler: Send + Sync + 'static {
+    /// Whether it implements `tool` (agents are offered only tools that are).
+    fn supports(&self, tool: &str) -> bool;
+
+    /// Applies `action` in `tx` (the turn's transaction, or a rehearsal's) and says what it did,
+    /// as JSON for the model and the audit.
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut TenantTx,
+        ctx: ActionContext<'a>,
+        action: &'a ToolAction,
+    ) -> ActionFuture<'a>;
+
+    /// Runs a read-only tool (`find_slots`, `get_affiliate_stats`) at once.
+    fn read<'a>(
+        &'a self,
+        pool: &'a PgPool,
+        ctx: ActionContext<'a>,
+        tool: &'a str,
+        arguments: &'a Value,
+    ) -> ActionFuture<'a>;
+}
+
+/// The action handler and the pool it rehearses on. Cheap to clone.
+#[derive(Clone)]
+pub struct Actions {
+    pub handler: Arc<dyn ActionHandler>,
+    pub pool: PgPool,
+}
+
+impl std::fmt::Debug for Actions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Actions").finish_non_exhaustive()
+    }
+}
+
+impl Actions {
+    /// Applies `earlier` and then `action` in a transaction that is rolled back, and returns what
+    /// `action` would do after them. Nothing is kept.
+    pub async fn rehearse(
+        &self,
+        ctx: ActionContext<'_>,
+        earlier: &[ToolAction],
+        action: &ToolAction,
+    ) -> Result<Value, ActionError> {
+        let mut tx = begin_tenant(&self.pool, ctx.tenant).await?;
+        for done in earlier {
+            // An earlier action that would be refused now is left out, as it will be at commit.
+            if let Err(ActionError::Failed(e)) = self.handler.apply(&mut tx, ctx, done).await {
+                return Err(ActionError::Failed(e));
+            }
+        }
+        let result = self.handler.apply(&mut tx, ctx, action).await;
+        tx.rollback().await.map_err(crate::Error::from)?;
+        result
+    }
+
+    /// Runs a read-only tool.
+    pub async fn read(
+        &self,
+        ctx: ActionContext<'_>,
+        tool: &str,
+        arguments: &Value,
+    ) -> Result<Value, ActionError> {
+        self.handler.read(&self.pool, ctx, tool, arguments).await
+    }
+}
