@@ -338,7 +338,7 @@ pub async fn load_input(
                 (SELECT coalesce(jsonb_agg(jsonb_build_array(h.direction, h.body, h.kind, h.id, h.seq, h.token_count, h.token_encoding) ORDER BY h.seq), '[]')
                    FROM (SELECT id, seq, direction, body, kind, token_count, token_encoding FROM messages
                          WHERE tenant_id = wasit_current_tenant() AND conversation_id = $1
-                           AND seq < (SELECT coalesce(min(seq), 0) FROM new)
+                           AND seq < (SELECT coalesce(min(seq), 9223372036854775807) FROM new)
                            AND seq > coalesce(v.summary_through_seq, 0)
                            AND (direction = 'outbound' OR processed_at IS NOT NULL)
                          ORDER BY seq DESC LIMIT $2) h) AS history,

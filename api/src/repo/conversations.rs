@@ -44,6 +44,31 @@ pub async fn find(tx: &mut TenantTx, id: ConversationId) -> runtime::Result<Conv
     .ok_or(runtime::Error::NotFound("conversation"))
 }
 
+/// Hands a conversation a person has back to the agents: open again, no owner, and the agent
+/// that escalated it (or the one it was with) answers the next message. `Conflict` when no person
+/// has it.
+pub async fn hand_back(tx: &mut TenantTx, id: ConversationId) -> runtime::Result<Conversation> {
+    let handed = sqlx::query(
+        "UPDATE conversations SET status = 'open', needs_human = false, owner_user_id = NULL,
+             active_agent = coalesce(escalated_from, active_agent), escalated_from = NULL,
+             handoff_from = NULL, handoff_reason = NULL, handoff_hops = 0,
+             turns_without_progress = 0, updated_at = now()
+         WHERE tenant_id = wasit_current_tenant() AND id = $1
+           AND (status = 'escalated' OR owner_user_id IS NOT NULL)",
+    )
+    .bind(id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    let conversation = find(tx, id).await?;
+    if handed == 0 {
+        return Err(runtime::Error::Conflict(
+            "the conversation is with the agents already".into(),
+        ));
+    }
+    Ok(conversation)
+}
+
 #[derive(Debug, Default)]
 pub struct Filter {
     pub status: Option<String>,

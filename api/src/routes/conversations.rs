@@ -1,5 +1,6 @@
 //! The read side of conversations, for reps and prompt engineers: `GET /conversations`,
-//! `GET /conversations/{id}`, `GET /conversations/{id}/messages`, `GET /conversations/{id}/turns`.
+//! `GET /conversations/{id}`, `GET /conversations/{id}/messages`, `GET /conversations/{id}/turns`,
+//! and `POST /conversations/{id}/hand-back`, which gives an escalated conversation back to the agents.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -103,6 +104,39 @@ pub async fn get(
     let conversation = conversations::find(&mut tx, id).await?;
     tx.commit().await?;
     Ok(Json(conversation))
+}
+
+/// `POST /conversations/{id}/hand-back`: a person gives the conversation back to the agents. A rep
+/// may hand back only a conversation that is theirs or no one's; managers and admins, any.
+pub async fn hand_back(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<Conversation>, ApiError> {
+    auth.require(ROLES)?;
+    let id = conversation_id(&id)?;
+    let mut tx = auth.begin(&state.db).await?;
+    let before = conversations::find(&mut tx, id).await?;
+    if auth.role == Role::SalesRep
+        && before.owner_user_id.is_some()
+        && before.owner_user_id != auth.user
+    {
+        // Another rep has it: only they or a manager can hand it back.
+        return Err(ApiError::Forbidden);
+    }
+    let after = conversations::hand_back(&mut tx, id).await?;
+    crate::repo::audit::record(
+        &mut tx,
+        &auth,
+        "hand_back",
+        "conversation",
+        id.0,
+        &before,
+        &after,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(after))
 }
 
 /// `?after=<seq or turn>&limit=`: pages in order, oldest first.

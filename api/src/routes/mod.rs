@@ -72,6 +72,10 @@ pub fn api_v1() -> Router<AppState> {
         .route("/conversations/{id}", get(conversations::get))
         .route("/conversations/{id}/messages", get(conversations::messages))
         .route("/conversations/{id}/turns", get(conversations::turns))
+        .route(
+            "/conversations/{id}/hand-back",
+            post(conversations::hand_back),
+        )
         .route("/notifications", get(notifications::list))
         .route("/notifications/{id}", patch(notifications::mark))
         .route("/audit-log", get(notifications::audit_log))

@@ -1,6 +1,7 @@
 //! Integration tests of the `api` crate: one binary, real PostgreSQL, the real router on port 0,
 //! and the real `wasit` binary for the command line.
 
+mod agents;
 mod auth;
 mod cli;
 mod commissions;
