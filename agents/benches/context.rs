@@ -13,12 +13,10 @@ use std::time::{Duration, Instant};
 
 use agents::llm_agent::LlmAgent;
 use agents::prompt::PromptStore;
+use runtime::MessageId;
 use runtime::llm::openai::{OpenAiProvider, ProviderConfig};
 use runtime::llm::{Llm, PriceTable};
-use runtime::turn::{
-    ContactInfo, HistoryItem, Speaker, TenantInfo, TenantLlm, TurnInput, TurnMessage,
-};
-use runtime::{ContactId, ConversationId, MessageId, TenantId};
+use runtime::turn::{HistoryItem, Speaker, TurnInput};
 
 fn input(counter: Option<&dyn runtime::llm::TokenCounter>) -> TurnInput {
     let lines = [
@@ -43,35 +41,10 @@ fn input(counter: Option<&dyn runtime::llm::TokenCounter>) -> TurnInput {
             }
         })
         .collect();
-    TurnInput {
-        tenant: TenantInfo {
-            id: TenantId(uuid::Uuid::new_v4()),
-            slug: "riyadh-gold".into(),
-            name: "ذهب الرياض".into(),
-        },
-        contact: ContactInfo {
-            id: ContactId(uuid::Uuid::new_v4()),
-            name: Some("محمد".into()),
-            locale: Some("ar".into()),
-        },
-        conversation: ConversationId(uuid::Uuid::new_v4()),
-        agent: "sales".into(),
-        history,
-        new_messages: vec![TurnMessage {
-            id: MessageId(uuid::Uuid::new_v4()),
-            seq: 51,
-            kind: "text".into(),
-            text: "طيب كم المدة للتوصيل للرياض؟".into(),
-            tokens: None,
-        }],
-        summary: None,
-        lead: None,
-        handoff: None,
-        handoff_hops: 0,
-        turns_without_progress: 0,
-        channel: "whatsapp".into(),
-        llm: TenantLlm::default(),
-    }
+    let mut input = runtime::bench::sample_input("sales", "طيب كم المدة للتوصيل للرياض؟");
+    input.contact.name = Some("محمد".into());
+    input.history = history;
+    input
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {

@@ -38,8 +38,9 @@ pub const VARIABLES: &[&str] = &[
     "handoff.reason",
 ];
 
-/// What a template is rendered with when checked: the longest realistic values.
-fn fixture(agent: &str) -> serde_json::Value {
+/// What a template is rendered with when checked (and in the prompt snapshots): the longest
+/// realistic values.
+pub fn fixture(agent: &str) -> serde_json::Value {
     json!({
         "tenant": {"id": "00000000-0000-0000-0000-000000000001", "slug": "riyadh-gold",
                    "name": "شركة ذهب الرياض للمعادن الثمينة"},

@@ -300,6 +300,8 @@ impl LlmAgent {
         let mut audit = TurnAudit {
             agent: input.agent.clone(),
             prompt_version: prompt.version.clone(),
+            prompt_path: prompt.name.clone(),
+            prompt_body: Some(prompt.source.to_string()),
             model: model.clone(),
             ..TurnAudit::default()
         };
@@ -466,8 +468,6 @@ impl LlmAgent {
         audit.latency_ms =
             u32::try_from(started.elapsed().min(Duration::from_secs(3600)).as_millis())
                 .unwrap_or(u32::MAX);
-        audit.prompt_path = prompt.name.clone();
-        audit.prompt_body = Some(prompt.source.to_string());
         Ok(TurnOutcome {
             replies: reply.into_iter().collect(),
             actions,
@@ -498,16 +498,7 @@ impl LlmAgent {
         model: &str,
         input: &TurnInput,
     ) -> Result<Budget, TurnError> {
-        let mut system = prompt
-            .render(&json!({"tenant": input.tenant, "contact": input.contact, "history": input.history, "agent": input.agent, "lead": input.lead, "handoff": input.handoff}))
-            .map_err(|e| TurnError::Permanent(e.to_string()))?;
-        if let Some(h) = &input.handoff {
-            // The next agent always learns why it has the conversation, whatever its template says.
-            system.push_str(&format!(
-                "\n\nYou have just been given this conversation by the {} agent. Reason: {}. Continue it from where it is; do not greet the contact again.",
-                h.from, h.reason
-            ));
-        }
+        let system = self.system_prompt(prompt, input)?;
         let tools = self.tools(prompt);
         let counter = llm.counter(model);
         let mut counted = Vec::new();
@@ -547,6 +538,32 @@ impl LlmAgent {
             counted,
             counter,
         })
+    }
+
+    /// The prompt file rendered for `input`, with why the agent has the conversation when it was
+    /// handed to it.
+    fn system_prompt(&self, prompt: &Prompt, input: &TurnInput) -> Result<String, TurnError> {
+        let mut system = prompt
+            .render(&json!({"tenant": input.tenant, "contact": input.contact, "history": input.history, "agent": input.agent, "lead": input.lead, "handoff": input.handoff}))
+            .map_err(|e| TurnError::Permanent(e.to_string()))?;
+        if let Some(h) = &input.handoff {
+            // The next agent always learns why it has the conversation, whatever its template says.
+            system.push_str(&format!(
+                "\n\nYou have just been given this conversation by the {} agent. Reason: {}. Continue it from where it is; do not greet the contact again.",
+                h.from, h.reason
+            ));
+        }
+        Ok(system)
+    }
+
+    /// The rendered system prompt and the tools offered (with their schemas) for a turn of
+    /// `input`: what every turn assembles before counting tokens.
+    pub fn system_and_tools(
+        &self,
+        input: &TurnInput,
+    ) -> Result<(String, Vec<ToolSpec>), TurnError> {
+        let prompt = self.prompt_for(input)?;
+        Ok((self.system_prompt(&prompt, input)?, self.tools(&prompt)))
     }
 
     /// The whole context of a turn whose history needs no new summary: what a turn sends to the

@@ -259,6 +259,10 @@ fn load_named(dir: &Path, path: &Path) -> Result<Prompt, PromptError> {
     Ok(p)
 }
 
+/// How often a running system reads the prompt files again ([`PromptStore::watch`]): an edit is
+/// live within this, plus the time to parse it.
+pub const RELOAD_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// The live prompt files of a directory: what every turn reads, swapped whole when a file changes
 /// ([`PromptStore::refresh`], run by [`PromptStore::watch`]).
 #[derive(Debug)]

@@ -5,15 +5,13 @@ use std::sync::{Arc, Mutex};
 
 use agents::llm_agent::LlmAgent;
 use agents::prompt::PromptStore;
+use runtime::MessageId;
 use runtime::llm::tokens::TiktokenCounter;
 use runtime::llm::{
     BoxFuture, ChatModel, ChatRequest, ChatResponse, Llm, LlmError, PriceTable, TextSink,
     TokenCounter,
 };
-use runtime::turn::{
-    ContactInfo, HistoryItem, Speaker, TenantInfo, TenantLlm, TurnEngine, TurnInput, TurnMessage,
-};
-use runtime::{ContactId, ConversationId, MessageId, TenantId};
+use runtime::turn::{HistoryItem, Speaker, TurnEngine, TurnInput};
 
 /// A model with a 128k window that answers "ok", or "SUMMARY" to summary requests, and keeps
 /// every request.
@@ -70,47 +68,21 @@ impl ChatModel for Recording {
 }
 
 fn input(history_len: usize) -> TurnInput {
-    TurnInput {
-        tenant: TenantInfo {
-            id: TenantId(uuid::Uuid::new_v4()),
-            slug: "riyadh-gold".into(),
-            name: "ذهب الرياض".into(),
-        },
-        contact: ContactInfo {
-            id: ContactId(uuid::Uuid::new_v4()),
-            name: None,
-            locale: Some("ar".into()),
-        },
-        conversation: ConversationId(uuid::Uuid::new_v4()),
-        agent: "sales".into(),
-        history: (0..history_len)
-            .map(|i| HistoryItem {
-                id: MessageId(uuid::Uuid::new_v4()),
-                seq: 1000 + i as i64,
-                role: if i % 2 == 0 {
-                    Speaker::Contact
-                } else {
-                    Speaker::Agent
-                },
-                text: format!("رسالة {i}"),
-                tokens: None,
-            })
-            .collect(),
-        new_messages: vec![TurnMessage {
+    let mut input = runtime::bench::sample_input("sales", "وبعدين؟");
+    input.history = (0..history_len)
+        .map(|i| HistoryItem {
             id: MessageId(uuid::Uuid::new_v4()),
-            seq: 5000,
-            kind: "text".into(),
-            text: "وبعدين؟".into(),
+            seq: 1000 + i as i64,
+            role: if i % 2 == 0 {
+                Speaker::Contact
+            } else {
+                Speaker::Agent
+            },
+            text: format!("رسالة {i}"),
             tokens: None,
-        }],
-        summary: None,
-        lead: None,
-        handoff: None,
-        handoff_hops: 0,
-        turns_without_progress: 0,
-        channel: "whatsapp".into(),
-        llm: TenantLlm::default(),
-    }
+        })
+        .collect();
+    input
 }
 
 fn agent(model: Arc<Recording>) -> LlmAgent {

@@ -11,10 +11,6 @@ use runtime::actors::{RuntimeConfig, RuntimeParts};
 use runtime::outbox::Senders;
 use runtime::turn::TurnEngine;
 
-/// How often the prompt files are read again for changes (an edit is live within this, plus the
-/// time to parse it).
-pub const PROMPT_RELOAD_INTERVAL: Duration = Duration::from_millis(250);
-
 /// Everything `runtime::actors::Runtime::start` needs, from settings; adjust `config` before
 /// starting if needed. Every agent kind of `agents::catalog` runs, each with its prompt file; the
 /// prompt files are watched and reloaded while the returned parts live.
@@ -44,7 +40,7 @@ pub async fn runtime_parts(
             )
         })?;
     }
-    prompts.watch(PROMPT_RELOAD_INTERVAL);
+    prompts.watch(agents::prompt::RELOAD_INTERVAL);
     let llm = match runtime::llm::Llm::from_settings(settings).await {
         Ok(llm) => {
             let provider = llm.provider();

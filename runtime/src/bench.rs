@@ -29,3 +29,40 @@ pub fn peak_rss_mib() -> f64 {
         })
         .map_or(0.0, |kb| kb / 1024.0)
 }
+
+/// A turn's input for benchmarks and the agents' tests: tenant `riyadh-gold` (ذهب الرياض), an
+/// Arabic-speaking contact, the conversation's `channel` WhatsApp, one new Arabic message `text`,
+/// and nothing else (callers add history, a lead or a handoff as they need).
+pub fn sample_input(agent: &str, text: &str) -> crate::turn::TurnInput {
+    use crate::ids::{ContactId, ConversationId, MessageId, TenantId};
+    use crate::turn::{ContactInfo, TenantInfo, TenantLlm, TurnInput, TurnMessage};
+    TurnInput {
+        tenant: TenantInfo {
+            id: TenantId(uuid::Uuid::new_v4()),
+            slug: "riyadh-gold".into(),
+            name: "ذهب الرياض".into(),
+        },
+        contact: ContactInfo {
+            id: ContactId(uuid::Uuid::new_v4()),
+            name: None,
+            locale: Some("ar".into()),
+        },
+        conversation: ConversationId(uuid::Uuid::new_v4()),
+        agent: agent.into(),
+        history: Vec::new(),
+        new_messages: vec![TurnMessage {
+            id: MessageId(uuid::Uuid::new_v4()),
+            seq: 100_000,
+            kind: "text".into(),
+            text: text.into(),
+            tokens: None,
+        }],
+        summary: None,
+        lead: None,
+        handoff: None,
+        handoff_hops: 0,
+        turns_without_progress: 0,
+        channel: "whatsapp".into(),
+        llm: TenantLlm::default(),
+    }
+}

@@ -289,17 +289,18 @@ async fn run_turn(
             }
             // A handoff: the next agent answers now, in a turn of its own — unless the chain of
             // agents passing the conversation on is already long, when it waits for the contact.
-            let handed_off = outcome
-                .actions
-                .iter()
-                .any(|a| matches!(a, turn::TurnAction::Handoff { .. }));
+            // A person is never kept waiting: a handoff to the escalation agent always runs.
+            let handed_to = outcome.actions.iter().find_map(|a| match a {
+                turn::TurnAction::Handoff { to_agent, .. } => Some(to_agent.as_str()),
+                _ => None,
+            });
             let hops = if input.has_new_messages() {
                 0
             } else {
                 input.handoff_hops
             };
             TurnResult::Applied {
-                again: handed_off && hops < MAX_HANDOFF_HOPS,
+                again: handed_to.is_some_and(|to| hops < MAX_HANDOFF_HOPS || to == "escalation"),
             }
         }
         // Another turn answered these messages first (a rerun after recovery): nothing to do.
