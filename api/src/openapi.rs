@@ -152,6 +152,12 @@ const COMMISSION_QUERY: &[(&str, &str, &str)] = &[
 const PAYOUT_QUERY: &[(&str, &str, &str)] =
     &[("period", "date", "the first day of a month (required)")];
 
+const APPROVAL_QUERY: &[(&str, &str, &str)] = &[
+    ("status", "ApprovalStatus", "only approvals in this status"),
+    ("limit", "integer", "page size, 1–200 (default 50)"),
+    ("cursor", "string", "the next_cursor of the previous page"),
+];
+
 const CLAIM_QUERY: &[(&str, &str, &str)] = &[
     ("status", "ClaimStatus", "only claims in this status"),
     ("limit", "integer", "page size, 1–200 (default 50)"),
@@ -929,6 +935,45 @@ pub const CATALOG: &[RouteSpec] = &[
     },
     RouteSpec {
         method: "get",
+        path: "/approvals",
+        summary: "Money-moving actions agents asked for (refunds), newest first; status=pending for those waiting",
+        tag: "guarantees",
+        roles: Some(crate::routes::approvals::ROLES),
+        request: None,
+        response: "ApprovalPage",
+        status: 200,
+        query: APPROVAL_QUERY,
+        object: None,
+        example: None,
+    },
+    RouteSpec {
+        method: "get",
+        path: "/approvals/{id}",
+        summary: "One approval: what the agent asked for, why, and the decision",
+        tag: "guarantees",
+        roles: Some(crate::routes::approvals::ROLES),
+        request: None,
+        response: "Approval",
+        status: 200,
+        query: &[],
+        object: Some("approval"),
+        example: None,
+    },
+    RouteSpec {
+        method: "post",
+        path: "/approvals/{id}/decision",
+        summary: "Approve or reject a pending approval; approving a refund approves its claim for that amount, recorded with the deciding user",
+        tag: "guarantees",
+        roles: Some(crate::routes::approvals::ROLES),
+        request: Some("ApprovalDecision"),
+        response: "Approval",
+        status: 200,
+        query: &[],
+        object: Some("approval"),
+        example: Some(|_| json!({"approve": false, "note": "يحتاج إلى فحص إضافي"})),
+    },
+    RouteSpec {
+        method: "get",
         path: "/guarantee-claims/{id}",
         summary: "One claim with its evidence and decision",
         tag: "guarantees",
@@ -1457,6 +1502,18 @@ fn components() -> Value {
                 "approved_minor": {"type": ["integer", "null"]}, "approved_by_user_id": nullable_uuid,
                 "approved_at": {"type": ["string", "null"], "format": "date-time"}, "created_at": time, "updated_at": time}},
             "ClaimPage": page("Claim"),
+            "ApprovalStatus": {"type": "string", "enum": ["pending", "approved", "rejected"]},
+            "Approval": {"type": "object", "properties": {"id": uuid,
+                "kind": {"type": "string", "enum": ["refund", "guarantee_payout", "commission_change", "discount"]},
+                "status": {"$ref": "#/components/schemas/ApprovalStatus"}, "conversation_id": nullable_uuid,
+                "agent": {"type": "string"}, "tool": {"type": "string"}, "arguments": {"type": "object"},
+                "summary": {"type": "string"}, "subject_type": {"type": "string", "enum": ["guarantee_claim", "commission", "deal"]},
+                "subject_id": uuid, "amount_minor": {"type": ["integer", "null"]}, "currency": {"type": ["string", "null"]},
+                "requested_at": time, "decided_by_user_id": nullable_uuid,
+                "decided_at": {"type": ["string", "null"], "format": "date-time"}, "decision_note": {"type": ["string", "null"]}}},
+            "ApprovalPage": page("Approval"),
+            "ApprovalDecision": {"type": "object", "additionalProperties": false, "required": ["approve"], "properties": {
+                "approve": {"type": "boolean"}, "note": {"type": "string", "maxLength": 2000}}},
             "CreateClaim": {"type": "object", "additionalProperties": false, "required": ["description", "claimed_minor", "currency"],
                 "properties": {"contact_id": uuid, "deal_id": uuid, "description": {"type": "string", "minLength": 1, "maxLength": 5000},
                 "claimed_minor": {"$ref": "#/components/schemas/Money"}, "currency": {"type": "string", "pattern": "^[A-Z]{3}$"}}},

@@ -8,6 +8,7 @@ use crate::app::AppState;
 
 pub mod affiliates;
 pub mod analytics;
+pub mod approvals;
 pub mod articles;
 pub mod contacts;
 pub mod conversations;
@@ -99,6 +100,9 @@ pub fn api_v1() -> Router<AppState> {
             "/guarantee-claims",
             get(guarantees::list).post(guarantees::create),
         )
+        .route("/approvals", get(approvals::list))
+        .route("/approvals/{id}", get(approvals::get))
+        .route("/approvals/{id}/decision", post(approvals::decide))
         .route(
             "/guarantee-claims/{id}",
             get(guarantees::get).patch(guarantees::review),

@@ -563,6 +563,60 @@ async fn a_guarantee_claim_is_opened_and_its_refund_waits_for_approval() {
         h.app.count("SELECT count(*) FROM guarantee_refunds").await,
         0
     );
+
+    // A manager sees it waiting and approves it: the claim is approved for that amount, with who
+    // approved it; a rep may not decide; a decision is final.
+    let manager = h.app.user_token(h.tenant, Role::SalesManager).await;
+    let pending = h
+        .app
+        .get_json("/api/v1/approvals?status=pending", &manager)
+        .await;
+    let approval = &pending["items"][0];
+    assert_eq!(approval["kind"], "refund");
+    assert_eq!(approval["agent"], "guarantee");
+    assert_eq!(approval["amount_minor"], 1_250_000);
+    let path = format!(
+        "/api/v1/approvals/{}/decision",
+        approval["id"].as_str().unwrap()
+    );
+    let rep = h.app.user_token(h.tenant, Role::SalesRep).await;
+    let approve = json!({"approve": true, "note": "تم التحقق من الشهادة"});
+    assert_eq!(
+        h.app
+            .send("post", &path, Some(&rep), Some(&approve))
+            .await
+            .status(),
+        403
+    );
+    let r = h
+        .app
+        .send("post", &path, Some(&manager), Some(&approve))
+        .await;
+    assert_eq!(r.status(), 200);
+    let decided: Value = r.json().await.unwrap();
+    assert_eq!(decided["status"], "approved");
+    let claim = h
+        .app
+        .get_json(
+            &format!("/api/v1/guarantee-claims/{}", claim["id"].as_str().unwrap()),
+            &manager,
+        )
+        .await;
+    assert_eq!(claim["status"], "approved");
+    assert_eq!(claim["approved_minor"], 1_250_000);
+    assert_eq!(claim["approved_by_user_id"], decided["decided_by_user_id"]);
+    assert_eq!(
+        h.app
+            .send("post", &path, Some(&manager), Some(&approve))
+            .await
+            .status(),
+        409
+    );
+    let waiting = h
+        .app
+        .get_json("/api/v1/approvals?status=pending", &manager)
+        .await;
+    assert_eq!(waiting["items"], json!([]));
 }
 
 /// An Arabic escalation keyword of the sales prompt hands the conversation to the escalation

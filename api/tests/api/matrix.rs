@@ -223,6 +223,19 @@ async fn objects_of(app: &TestApp, token: &str) -> Ids {
             .unwrap();
             ids.insert("commission", commission.to_string());
         }
+        if route.path == "/guarantee-claims" {
+            // Approvals are asked for by agents, never posted: one refund on the claim just made.
+            let approval: uuid::Uuid = sqlx::query_scalar(
+                "INSERT INTO approvals (tenant_id, kind, agent, tool, arguments, summary, subject_type, subject_id, amount_minor, currency)
+                 VALUES ($1, 'refund', 'guarantee', 'request_refund', '{}', 'استرداد', 'guarantee_claim', $2::uuid, 100, 'SAR') RETURNING id",
+            )
+            .bind(tenant)
+            .bind(&ids["claim"])
+            .fetch_one(&app.test_db.db().admin)
+            .await
+            .unwrap();
+            ids.insert("approval", approval.to_string());
+        }
     }
     ids
 }
