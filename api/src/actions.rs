@@ -23,7 +23,9 @@ pub const SUPPORTED: &[&str] = &[
     "create_deal",
     "find_slots",
     "book_meeting",
+    "reschedule_meeting",
     "cancel_meeting",
+    "mark_lost",
     "open_guarantee_claim",
     "request_refund",
     "assign_conversation",
@@ -101,7 +103,9 @@ impl ActionHandler for CrmActions {
                 "assign_lead" => assign_lead(tx, ctx).await,
                 "create_deal" => create_deal(tx, ctx, args).await,
                 "book_meeting" => book_meeting(tx, ctx, args).await,
+                "reschedule_meeting" => reschedule_meeting(tx, ctx, args).await,
                 "cancel_meeting" => cancel_meeting(tx, ctx, args).await,
+                "mark_lost" => mark_lost(tx, ctx, args).await,
                 "open_guarantee_claim" => open_claim(tx, ctx, args).await,
                 "request_refund" => request_refund(tx, ctx, args).await,
                 "assign_conversation" => assign_conversation(tx, ctx, args).await,
@@ -473,7 +477,11 @@ async fn book_meeting(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -
     Ok(json!({"meeting": meeting_view(&meeting)}))
 }
 
-async fn cancel_meeting(tx: &mut TenantTx, ctx: ActionContext<'_>, _args: &Value) -> Outcome {
+/// The contact's next scheduled meeting, locked for the change.
+async fn next_meeting(
+    tx: &mut TenantTx,
+    ctx: ActionContext<'_>,
+) -> Result<meetings::Meeting, ActionError> {
     let id: Option<uuid::Uuid> = sqlx::query_scalar(
         "SELECT id FROM meetings WHERE tenant_id = wasit_current_tenant() AND contact_id = $1
            AND status = 'scheduled' AND starts_at > now() ORDER BY starts_at LIMIT 1",
@@ -483,7 +491,84 @@ async fn cancel_meeting(tx: &mut TenantTx, ctx: ActionContext<'_>, _args: &Value
     .await
     .map_err(runtime::Error::from)?;
     let id = id.ok_or_else(|| refused("the contact has no upcoming meeting"))?;
-    let mut meeting = meetings::find(tx, id, true).await.map_err(from_repo)?;
+    meetings::find(tx, id, true).await.map_err(from_repo)
+}
+
+/// Moves the contact's next meeting, keeping its rep: refused when the rep is busy then or it is
+/// outside their working hours (checked before writing, so the transaction stays usable).
+async fn reschedule_meeting(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+    let mut meeting = next_meeting(tx, ctx).await?;
+    let starts_at = text(args, "starts_at")
+        .and_then(|s| OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok())
+        .ok_or_else(|| refused("starts_at must be an RFC 3339 time"))?;
+    if starts_at < OffsetDateTime::now_utc() {
+        return Err(refused(
+            "that time is in the past: offer slots from find_slots",
+        ));
+    }
+    let length = args
+        .get("duration_minutes")
+        .and_then(Value::as_i64)
+        .map_or(meeting.ends_at - meeting.starts_at, time::Duration::minutes);
+    let busy: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM meetings WHERE tenant_id = wasit_current_tenant() AND rep_user_id = $1
+             AND status = 'scheduled' AND id <> $2 AND tstzrange(starts_at, ends_at) && tstzrange($3, $4))",
+    )
+    .bind(meeting.rep_user_id)
+    .bind(meeting.id)
+    .bind(starts_at)
+    .bind(starts_at + length)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(runtime::Error::from)?;
+    if busy {
+        return Err(refused(
+            "the rep is not free at that time: offer other slots from find_slots",
+        ));
+    }
+    meeting.starts_at = starts_at;
+    meeting.ends_at = starts_at + length;
+    let meeting = meetings::save(tx, &meeting, true)
+        .await
+        .map_err(from_repo)?;
+    Ok(json!({"meeting": meeting_view(&meeting)}))
+}
+
+/// Closes the contact's lead as lost; an opt-out also records the refusal of consent on the
+/// conversation's channel.
+async fn mark_lost(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+    let reason = text(args, "reason").unwrap_or_default().to_owned();
+    let mut lead = current_lead(tx, ctx).await?;
+    if let Some(open) = lead.as_mut().filter(|l| {
+        !matches!(
+            l.status,
+            leads::LeadStatus::Converted | leads::LeadStatus::Disqualified
+        )
+    }) {
+        open.status = leads::LeadStatus::Disqualified;
+        open.disqualified_reason = Some(reason.clone());
+        *open = leads::save(tx, open).await.map_err(from_repo)?;
+    }
+    let opted_out = args.get("opted_out").and_then(Value::as_bool) == Some(true);
+    if opted_out {
+        let channel = match ctx.channel {
+            "whatsapp" => contacts::ConsentChannel::Whatsapp,
+            "sms" => contacts::ConsentChannel::Sms,
+            _ => contacts::ConsentChannel::Email,
+        };
+        let change = contacts::Change {
+            consent: vec![(channel, contacts::ConsentStatus::OptedOut)],
+            ..contacts::Change::default()
+        };
+        contacts::update(tx, ctx.contact, &change)
+            .await
+            .map_err(from_repo)?;
+    }
+    Ok(json!({"lead": lead.as_ref().map(lead_view), "opted_out": opted_out}))
+}
+
+async fn cancel_meeting(tx: &mut TenantTx, ctx: ActionContext<'_>, _args: &Value) -> Outcome {
+    let mut meeting = next_meeting(tx, ctx).await?;
     meeting.status = "cancelled".into();
     let meeting = meetings::save(tx, &meeting, false)
         .await

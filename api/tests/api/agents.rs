@@ -25,6 +25,7 @@ fn agent_of(req: &Value) -> &'static str {
         ("أنت مسؤول مطالبات الضمان", "guarantee"),
         ("أنت مسؤول التحويل إلى الموظفين", "escalation"),
         ("أنت مساعد المعرفة", "knowledge"),
+        ("أنت مسؤول المتابعة", "follow_up"),
     ];
     openings
         .iter()
@@ -827,4 +828,120 @@ async fn an_edited_prompt_is_used_by_the_next_turn_and_a_broken_edit_keeps_the_o
         .await
         .unwrap();
     assert_eq!(body, edited);
+}
+
+/// The follow-up agent honours an opt-out at once: the lead is closed with the reason and the
+/// refusal of consent is recorded on the channel.
+#[tokio::test]
+async fn an_opt_out_closes_the_lead_and_records_the_refusal() {
+    let h = harness().await;
+    let lead = qualified_lead(&h, "966500000309", "ماجد").await;
+    h.llm
+        .respond_with(|req| match (agent_of(req), tool_rounds(req)) {
+            ("follow_up", 0) => Reply::ToolCalls(vec![call(
+                "mark_lost",
+                json!({"reason": "طلب عدم مراسلته", "opted_out": true}),
+            )]),
+            ("follow_up", _) => Reply::Text("نعتذر عن الإزعاج، لن نراسلك مجددًا. شكرًا لك.".into()),
+            _ => Reply::Text("أهلًا ماجد".into()),
+        });
+    let phone = "966500000309";
+    h.app
+        .post_whatsapp(&notification(&[text("o1", phone, "مرحبا")]))
+        .await;
+    h.graph.wait_for_delivered(1, WAIT).await;
+    // As the follow-up timer would: the follow-up agent has the conversation.
+    sqlx::query("UPDATE conversations SET active_agent = 'follow_up'")
+        .execute(&h.app.test_db.db().admin)
+        .await
+        .unwrap();
+    h.app
+        .post_whatsapp(&notification(&[text(
+            "o2",
+            phone,
+            "لا تراسلوني مرة أخرى من فضلك",
+        )]))
+        .await;
+    let sent = h.graph.wait_for_delivered(2, WAIT).await;
+    assert!(
+        sent[1].body["text"]["body"]
+            .as_str()
+            .unwrap()
+            .starts_with("نعتذر")
+    );
+    let manager = h.app.token(h.tenant, Role::SalesManager);
+    let lead = h
+        .app
+        .get_json(&format!("/api/v1/leads/{lead}"), &manager)
+        .await;
+    assert_eq!(lead["status"], "disqualified");
+    assert_eq!(lead["disqualified_reason"], "طلب عدم مراسلته");
+    let contact = h
+        .app
+        .get_json(
+            &format!("/api/v1/contacts/{}", lead["contact_id"].as_str().unwrap()),
+            &manager,
+        )
+        .await;
+    assert_eq!(contact["consent"]["whatsapp"]["status"], "opted_out");
+}
+
+/// A request to change a meeting is routed to the meeting scheduler, which moves the contact's
+/// next meeting (same rep) to the asked time; the rep's calendar shows the new time.
+#[tokio::test]
+async fn the_meeting_scheduler_moves_the_contacts_meeting() {
+    let h = harness().await;
+    let rep = rep_with_hours(&h).await;
+    let lead = qualified_lead(&h, "966500000310", "لطيفة").await;
+    let manager = h.app.token(h.tenant, Role::SalesManager);
+    let lead = h
+        .app
+        .get_json(&format!("/api/v1/leads/{lead}"), &manager)
+        .await;
+    let tomorrow = (time::OffsetDateTime::now_utc() + time::Duration::days(1))
+        .replace_time(time::Time::from_hms(10, 0, 0).unwrap());
+    let rfc = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let r = h
+        .app
+        .send(
+            "post",
+            "/api/v1/meetings",
+            Some(&manager),
+            Some(&json!({"rep_user_id": rep.0, "contact_id": lead["contact_id"], "title": "زيارة المعرض",
+                "starts_at": rfc(tomorrow), "ends_at": rfc(tomorrow + time::Duration::minutes(30))})),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let meeting: Value = r.json().await.unwrap();
+    let moved = rfc(tomorrow + time::Duration::hours(2));
+    let to = moved.clone();
+    h.llm
+        .respond_with(move |req| match (agent_of(req), tool_rounds(req)) {
+            ("meeting_scheduler", 0) => {
+                Reply::ToolCalls(vec![call("reschedule_meeting", json!({"starts_at": to}))])
+            }
+            ("meeting_scheduler", _) => Reply::Text("تم تغيير موعدك.".into()),
+            (agent, _) => panic!("unexpected agent {agent}"),
+        });
+    h.app
+        .post_whatsapp(&notification(&[text(
+            "m1",
+            "966500000310",
+            "أبغى أغير موعد الزيارة ساعتين بعد",
+        )]))
+        .await;
+    h.graph.wait_for_delivered(1, WAIT).await;
+    let after = h
+        .app
+        .get_json(
+            &format!("/api/v1/meetings/{}", meeting["id"].as_str().unwrap()),
+            &manager,
+        )
+        .await;
+    assert_eq!(after["starts_at"], moved.as_str());
+    assert_eq!(after["rep_user_id"], rep.0.to_string());
+    assert_eq!(after["status"], "scheduled");
 }
