@@ -247,7 +247,7 @@ pub const TOOLS: &[ToolDef] = &[
         effect: Effect::Action,
         description: "Mark an onboarding step of this affiliate done.",
         schema: r#"{"type": "object", "properties": {
-            "step": {"type": "string", "enum": ["profile", "agreement", "training", "first_share"]}},
+            "step": {"type": "string", "enum": ["contract", "training", "payout_details"]}},
             "required": ["step"], "additionalProperties": false}"#,
     },
     ToolDef {

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
-use crate::repo::{contacts, deals, guarantees, leads, meetings};
+use crate::repo::{commissions, contacts, deals, guarantees, leads, meetings};
 
 /// The tools this handler implements. Agents are offered no other action or read tool.
 pub const SUPPORTED: &[&str] = &[
@@ -26,6 +26,9 @@ pub const SUPPORTED: &[&str] = &[
     "reschedule_meeting",
     "cancel_meeting",
     "mark_lost",
+    "create_affiliate_application",
+    "complete_onboarding_step",
+    "issue_referral_code",
     "open_guarantee_claim",
     "request_refund",
     "assign_conversation",
@@ -106,6 +109,9 @@ impl ActionHandler for CrmActions {
                 "reschedule_meeting" => reschedule_meeting(tx, ctx, args).await,
                 "cancel_meeting" => cancel_meeting(tx, ctx, args).await,
                 "mark_lost" => mark_lost(tx, ctx, args).await,
+                "create_affiliate_application" => affiliate_application(tx, ctx, args).await,
+                "complete_onboarding_step" => onboarding_step(tx, ctx, args).await,
+                "issue_referral_code" => issue_referral_code(tx, ctx).await,
                 "open_guarantee_claim" => open_claim(tx, ctx, args).await,
                 "request_refund" => request_refund(tx, ctx, args).await,
                 "assign_conversation" => assign_conversation(tx, ctx, args).await,
@@ -574,6 +580,105 @@ async fn cancel_meeting(tx: &mut TenantTx, ctx: ActionContext<'_>, _args: &Value
         .await
         .map_err(from_repo)?;
     Ok(json!({"meeting": meeting_view(&meeting)}))
+}
+
+/// The contact's affiliate record, locked, if it has one.
+async fn contact_affiliate(
+    tx: &mut TenantTx,
+    ctx: ActionContext<'_>,
+) -> Result<Option<commissions::Affiliate>, ActionError> {
+    let id: Option<uuid::Uuid> = sqlx::query_scalar(
+        "SELECT id FROM affiliates WHERE tenant_id = wasit_current_tenant() AND contact_id = $1
+         ORDER BY created_at DESC LIMIT 1",
+    )
+    .bind(ctx.contact)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(runtime::Error::from)?;
+    match id {
+        Some(id) => Ok(Some(commissions::find_affiliate(tx, id, true).await?)),
+        None => Ok(None),
+    }
+}
+
+/// Onboarding steps not done yet.
+fn undone_steps(a: &commissions::Affiliate) -> Vec<String> {
+    a.onboarding
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["done_at"].is_null())
+        .filter_map(|s| s["step"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Registers the contact as an affiliate applicant (status `applied`, for a manager to approve).
+async fn affiliate_application(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+    if let Some(a) = contact_affiliate(tx, ctx).await? {
+        return Err(refused(format!(
+            "the contact is an affiliate already (status {})",
+            a.status
+        )));
+    }
+    let name = text(args, "name").unwrap_or("Affiliate");
+    // The code is issued (shown) only when onboarding is done.
+    let code: String = uuid::Uuid::new_v4().simple().to_string()[..10].to_ascii_uppercase();
+    let a = commissions::create_affiliate(tx, name, None, Some(ctx.contact), &code)
+        .await
+        .map_err(from_repo)?;
+    Ok(json!({"application": {"name": a.display_name, "status": a.status}}))
+}
+
+async fn onboarding_step(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+    let mut a = contact_affiliate(tx, ctx)
+        .await?
+        .ok_or_else(|| refused("the contact is not an affiliate"))?;
+    if !matches!(a.status.as_str(), "approved" | "onboarding") {
+        return Err(refused(format!(
+            "the affiliate is {}: onboarding is for approved affiliates",
+            a.status
+        )));
+    }
+    let name = text(args, "step").unwrap_or_default();
+    let now = OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let step = a
+        .onboarding
+        .as_array_mut()
+        .and_then(|steps| steps.iter_mut().find(|s| s["step"] == name))
+        .ok_or_else(|| refused(format!("there is no onboarding step {name:?}")))?;
+    if step["done_at"].is_null() {
+        step["done_at"] = Value::String(now);
+    }
+    a.status = "onboarding".into();
+    let a = commissions::save_affiliate(tx, &a)
+        .await
+        .map_err(from_repo)?;
+    Ok(json!({"status": a.status, "steps_left": undone_steps(&a)}))
+}
+
+/// Activates an affiliate whose onboarding is done and gives the referral code.
+async fn issue_referral_code(tx: &mut TenantTx, ctx: ActionContext<'_>) -> Outcome {
+    let mut a = contact_affiliate(tx, ctx)
+        .await?
+        .ok_or_else(|| refused("the contact is not an affiliate"))?;
+    if a.status == "active" {
+        return Ok(json!({"referral_code": a.referral_code, "status": a.status}));
+    }
+    let left = undone_steps(&a);
+    if a.status != "onboarding" || !left.is_empty() {
+        return Err(refused(format!(
+            "onboarding is not finished (status {}, steps left: {})",
+            a.status,
+            left.join(", ")
+        )));
+    }
+    a.status = "active".into();
+    let a = commissions::save_affiliate(tx, &a)
+        .await
+        .map_err(from_repo)?;
+    Ok(json!({"referral_code": a.referral_code, "status": a.status}))
 }
 
 async fn open_claim(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {

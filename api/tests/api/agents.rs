@@ -26,6 +26,8 @@ fn agent_of(req: &Value) -> &'static str {
         ("أنت مسؤول التحويل إلى الموظفين", "escalation"),
         ("أنت مساعد المعرفة", "knowledge"),
         ("أنت مسؤول المتابعة", "follow_up"),
+        ("أنت مسؤول استقطاب المسوقين", "affiliate_recruiter"),
+        ("أنت مسؤول تهيئة المسوقين", "affiliate_onboarding"),
     ];
     openings
         .iter()
@@ -944,4 +946,88 @@ async fn the_meeting_scheduler_moves_the_contacts_meeting() {
     assert_eq!(after["starts_at"], moved.as_str());
     assert_eq!(after["rep_user_id"], rep.0.to_string());
     assert_eq!(after["status"], "scheduled");
+}
+
+/// A prospective affiliate is routed to the recruiter, who registers the application; once a
+/// manager approves it, the onboarding agent walks them through the steps and issues their code.
+#[tokio::test]
+async fn an_affiliate_applies_is_approved_onboarded_and_gets_a_code() {
+    let h = harness().await;
+    h.llm.respond_with(|req| match (agent_of(req), tool_rounds(req)) {
+        ("affiliate_recruiter", 0) => Reply::ToolCalls(vec![call(
+            "create_affiliate_application",
+            json!({"name": "فيصل العتيبي", "experience": "أدير حسابًا عن الاستثمار في الذهب", "audience": "متابعون في الرياض"}),
+        )]),
+        ("affiliate_recruiter", _) => Reply::Text("سجلنا طلبك، وسيراجعه الفريق قريبًا.".into()),
+        ("affiliate_onboarding", 0) => Reply::ToolCalls(vec![
+            call("complete_onboarding_step", json!({"step": "contract"})),
+            call("complete_onboarding_step", json!({"step": "training"})),
+            call("complete_onboarding_step", json!({"step": "payout_details"})),
+            call("issue_referral_code", json!({})),
+        ]),
+        ("affiliate_onboarding", _) => Reply::Text(format!(
+            "مبروك! أصبحت شريكًا معنا. كودك: {}",
+            tool_result(req).unwrap()["result"]["referral_code"].as_str().unwrap_or("?")
+        )),
+        (agent, _) => panic!("unexpected agent {agent}"),
+    });
+    let phone = "966500000311";
+    h.app
+        .post_whatsapp(&notification(&[text(
+            "a1",
+            phone,
+            "السلام عليكم، أبغى أصير مسوق بالعمولة عندكم",
+        )]))
+        .await;
+    let sent = h.graph.wait_for_delivered(1, WAIT).await;
+    assert_eq!(
+        sent[0].body["text"]["body"],
+        "سجلنا طلبك، وسيراجعه الفريق قريبًا."
+    );
+    let manager = h.app.token(h.tenant, Role::SalesManager);
+    let affiliates = h.app.get_json("/api/v1/affiliates", &manager).await;
+    let affiliate = &affiliates["items"][0];
+    assert_eq!(affiliate["display_name"], "فيصل العتيبي");
+    assert_eq!(affiliate["status"], "applied");
+    let id = affiliate["id"].as_str().unwrap().to_owned();
+    let r = h
+        .app
+        .send(
+            "patch",
+            &format!("/api/v1/affiliates/{id}"),
+            Some(&manager),
+            Some(&json!({"status": "approved"})),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    // As the approval event would: the onboarding agent has the conversation.
+    sqlx::query("UPDATE conversations SET active_agent = 'affiliate_onboarding'")
+        .execute(&h.app.test_db.db().admin)
+        .await
+        .unwrap();
+    h.app
+        .post_whatsapp(&notification(&[text(
+            "a2",
+            phone,
+            "وافقت على العقد وقرأت دليل المنتجات وأرسلت بيانات الحساب",
+        )]))
+        .await;
+    let sent = h.graph.wait_for_delivered(2, WAIT).await;
+    let affiliate = h
+        .app
+        .get_json(&format!("/api/v1/affiliates/{id}"), &manager)
+        .await;
+    assert_eq!(affiliate["status"], "active");
+    assert!(
+        affiliate["onboarding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["done_at"].is_string())
+    );
+    let code = affiliate["referral_code"].as_str().unwrap();
+    assert_eq!(
+        sent[1].body["text"]["body"],
+        format!("مبروك! أصبحت شريكًا معنا. كودك: {code}")
+    );
 }
