@@ -16,7 +16,7 @@ use crate::conversation::{
 
 /// Which agent a request is for, from the first words of its rendered prompt file.
 fn agent_of(req: &Value) -> &'static str {
-    let system = req["messages"][0]["content"].as_str().unwrap_or_default();
+    let system = system_of(req);
     let openings = [
         ("أنت موظف الاستقبال", "intake"),
         ("أنت مسؤول تأهيل العملاء", "qualifier"),
@@ -26,6 +26,7 @@ fn agent_of(req: &Value) -> &'static str {
         ("أنت مسؤول التحويل إلى الموظفين", "escalation"),
         ("أنت مساعد المعرفة", "knowledge"),
         ("أنت مسؤول المتابعة", "follow_up"),
+        ("أنت مختص معالجة الاعتراضات", "objection_handler"),
         ("أنت مسؤول استقطاب المسوقين", "affiliate_recruiter"),
         ("أنت مسؤول تهيئة المسوقين", "affiliate_onboarding"),
     ];
@@ -36,6 +37,11 @@ fn agent_of(req: &Value) -> &'static str {
             || panic!("a request for an unexpected agent: {system}"),
             |(_, k)| *k,
         )
+}
+
+/// The system prompt of a request.
+fn system_of(req: &Value) -> &str {
+    req["messages"][0]["content"].as_str().unwrap_or_default()
 }
 
 /// The result of the tool call the request ends with, if it ends with one.
@@ -1030,4 +1036,73 @@ async fn an_affiliate_applies_is_approved_onboarded_and_gets_a_code() {
         sent[1].body["text"]["body"],
         format!("مبروك! أصبحت شريكًا معنا. كودك: {code}")
     );
+}
+
+/// Sales hands a price objection to the objection handler, which answers from the knowledge base
+/// with its citation and hands the conversation back to sales; the conversation and its audited
+/// turns show the round trip through the API.
+#[tokio::test]
+async fn an_objection_goes_to_the_objection_handler_and_back_to_sales() {
+    let h = harness().await;
+    let admin = h.app.user_token(h.tenant, Role::Admin).await;
+    let article = json!({"title": "سياسة الأسعار", "language": "ar",
+        "body": "# الأسعار\n\n## المصنعية\n\nسعر السبيكة يشمل شهادة النقاء وضمان الاسترداد مدى الحياة."});
+    let r = h
+        .app
+        .send("post", "/api/v1/articles", Some(&admin), Some(&article))
+        .await;
+    assert_eq!(r.status(), 201);
+    qualified_lead(&h, "966500000312", "عمر").await;
+    h.llm.respond_with(|req| match (agent_of(req), tool_rounds(req)) {
+        ("sales", _) if !system_of(req).contains("by the objection_handler agent") => Reply::ToolCalls(vec![call(
+            "handoff",
+            json!({"to_agent": "objection_handler", "reason": "اعتراض على السعر"}),
+        )]),
+        ("sales", _) => Reply::Text("يسعدني ذلك! هل نكمل الطلب؟".into()),
+        ("objection_handler", 0) => Reply::ToolCalls(vec![call(
+            "search_knowledge",
+            json!({"query": "ماذا يشمل سعر السبيكة"}),
+        )]),
+        ("objection_handler", 1) => {
+            let hit = tool_result(req).unwrap()["results"][0].clone();
+            Reply::ToolCalls(vec![call(
+                "handoff",
+                json!({"to_agent": "sales", "reason": format!("أجبت عن السعر: {}", hit["citation"].as_str().unwrap())}),
+            )])
+        }
+        (agent, n) => panic!("unexpected request for {agent} at round {n}"),
+    });
+    h.app
+        .post_whatsapp(&notification(&[text(
+            "ob1",
+            "966500000312",
+            "السعر غالي مقارنة بالسوق",
+        )]))
+        .await;
+    // Sales hands over, the objection handler answers and hands back, sales closes the loop.
+    let sent = h.graph.wait_for_delivered(1, WAIT).await;
+    assert_eq!(sent[0].body["text"]["body"], "يسعدني ذلك! هل نكمل الطلب؟");
+    let manager = h.app.token(h.tenant, Role::SalesManager);
+    let conversations = h.app.get_json("/api/v1/conversations", &manager).await;
+    let conversation = &conversations["items"][0];
+    assert_eq!(conversation["active_agent"], "sales");
+    let turns = h
+        .app
+        .get_json(
+            &format!(
+                "/api/v1/conversations/{}/turns",
+                conversation["id"].as_str().unwrap()
+            ),
+            &manager,
+        )
+        .await;
+    let agents: Vec<&str> = turns["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["agent"].as_str().unwrap())
+        .collect();
+    assert_eq!(agents, ["sales", "objection_handler", "sales"]);
+    let cited = &turns["items"][1]["tool_calls"][0]["result"]["results"][0]["citation"];
+    assert_eq!(cited, "سياسة الأسعار › الأسعار › المصنعية");
 }
