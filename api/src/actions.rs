@@ -439,6 +439,19 @@ async fn free_rep(
     .map_err(runtime::Error::from)?)
 }
 
+/// The meeting time the model gave: RFC 3339, and not in the past.
+fn future_start(args: &Value) -> Result<OffsetDateTime, ActionError> {
+    let starts_at = text(args, "starts_at")
+        .and_then(|s| OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok())
+        .ok_or_else(|| refused("starts_at must be an RFC 3339 time"))?;
+    if starts_at < OffsetDateTime::now_utc() {
+        return Err(refused(
+            "that time is in the past: offer slots from find_slots",
+        ));
+    }
+    Ok(starts_at)
+}
+
 fn meeting_view(m: &meetings::Meeting) -> Value {
     let rfc = |t: OffsetDateTime| {
         t.format(&time::format_description::well_known::Rfc3339)
@@ -448,14 +461,7 @@ fn meeting_view(m: &meetings::Meeting) -> Value {
 }
 
 async fn book_meeting(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
-    let starts_at = text(args, "starts_at")
-        .and_then(|s| OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok())
-        .ok_or_else(|| refused("starts_at must be an RFC 3339 time"))?;
-    if starts_at < OffsetDateTime::now_utc() {
-        return Err(refused(
-            "that time is in the past: offer slots from find_slots",
-        ));
-    }
+    let starts_at = future_start(args)?;
     let ends_at = starts_at + time::Duration::minutes(minutes(args));
     let lead = current_lead(tx, ctx).await?;
     let owner = lead.as_ref().and_then(|l| l.owner_user_id);
@@ -504,14 +510,7 @@ async fn next_meeting(
 /// outside their working hours (checked before writing, so the transaction stays usable).
 async fn reschedule_meeting(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
     let mut meeting = next_meeting(tx, ctx).await?;
-    let starts_at = text(args, "starts_at")
-        .and_then(|s| OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok())
-        .ok_or_else(|| refused("starts_at must be an RFC 3339 time"))?;
-    if starts_at < OffsetDateTime::now_utc() {
-        return Err(refused(
-            "that time is in the past: offer slots from find_slots",
-        ));
-    }
+    let starts_at = future_start(args)?;
     let length = args
         .get("duration_minutes")
         .and_then(Value::as_i64)
@@ -601,17 +600,6 @@ async fn contact_affiliate(
     }
 }
 
-/// Onboarding steps not done yet.
-fn undone_steps(a: &commissions::Affiliate) -> Vec<String> {
-    a.onboarding
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|s| s["done_at"].is_null())
-        .filter_map(|s| s["step"].as_str().map(str::to_owned))
-        .collect()
-}
-
 /// Registers the contact as an affiliate applicant (status `applied`, for a manager to approve).
 async fn affiliate_application(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
     if let Some(a) = contact_affiliate(tx, ctx).await? {
@@ -655,7 +643,7 @@ async fn onboarding_step(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value
     let a = commissions::save_affiliate(tx, &a)
         .await
         .map_err(from_repo)?;
-    Ok(json!({"status": a.status, "steps_left": undone_steps(&a)}))
+    Ok(json!({"status": a.status, "steps_left": a.undone_steps()}))
 }
 
 /// Activates an affiliate whose onboarding is done and gives the referral code.
@@ -666,7 +654,7 @@ async fn issue_referral_code(tx: &mut TenantTx, ctx: ActionContext<'_>) -> Outco
     if a.status == "active" {
         return Ok(json!({"referral_code": a.referral_code, "status": a.status}));
     }
-    let left = undone_steps(&a);
+    let left = a.undone_steps();
     if a.status != "onboarding" || !left.is_empty() {
         return Err(refused(format!(
             "onboarding is not finished (status {}, steps left: {})",

@@ -73,6 +73,19 @@ pub struct Affiliate {
 
 const AFFILIATE: &str = "id, display_name, user_id, contact_id, status, referral_code, onboarding, created_at, updated_at";
 
+impl Affiliate {
+    /// Its onboarding steps not done yet, in order.
+    pub fn undone_steps(&self) -> Vec<String> {
+        self.onboarding
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| s["done_at"].is_null())
+            .filter_map(|s| s["step"].as_str().map(str::to_owned))
+            .collect()
+    }
+}
+
 pub async fn find_affiliate(
     tx: &mut TenantTx,
     id: uuid::Uuid,

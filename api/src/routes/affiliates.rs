@@ -215,14 +215,7 @@ pub async fn update(
                 next.as_str()
             )));
         }
-        let undone: Vec<String> = a
-            .onboarding
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|s| s["done_at"].is_null())
-            .filter_map(|s| s["step"].as_str().map(str::to_owned))
-            .collect();
+        let undone = a.undone_steps();
         if next == AffiliateStatus::Active && a.status == "onboarding" && !undone.is_empty() {
             return Err(ApiError::Conflict(format!(
                 "onboarding is not finished: {}",
