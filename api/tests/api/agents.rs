@@ -75,11 +75,9 @@ async fn harness() -> Harness {
     harness_full(|_| {}, |_| {}).await
 }
 
-/// A sales rep who works every day around the clock in Riyadh, so slots exist whenever the test
-/// runs. Returns the rep's id.
-async fn rep_with_hours(h: &Harness) -> runtime::UserId {
-    let rep = h
-        .app
+/// A sales rep of the harness's tenant.
+async fn sales_rep(h: &Harness) -> runtime::UserId {
+    h.app
         .test_db
         .user(
             h.tenant,
@@ -87,7 +85,13 @@ async fn rep_with_hours(h: &Harness) -> runtime::UserId {
             Role::SalesRep,
             "long enough password",
         )
-        .await;
+        .await
+}
+
+/// A sales rep who works every day around the clock in Riyadh, so slots exist whenever the test
+/// runs. Returns the rep's id.
+async fn rep_with_hours(h: &Harness) -> runtime::UserId {
+    let rep = sales_rep(h).await;
     let manager = h.app.token(h.tenant, Role::SalesManager);
     let hours: Vec<Value> = (1..=7)
         .map(|d| json!({"weekday": d, "starts": "00:00", "ends": "23:59"}))
@@ -265,16 +269,7 @@ async fn one_arabic_conversation_goes_from_intake_to_a_booked_meeting() {
 #[tokio::test]
 async fn refused_tool_calls_are_explained_and_repeated_failure_escalates() {
     let h = harness().await;
-    let _rep = h
-        .app
-        .test_db
-        .user(
-            h.tenant,
-            "rep@example.com",
-            Role::SalesRep,
-            "long enough password",
-        )
-        .await;
+    let _rep = sales_rep(&h).await;
     qualified_lead(&h, "966500000302", "منى").await;
     qualified_lead(&h, "966500000303", "فهد").await;
     h.llm.respond_with(|req| {
@@ -635,16 +630,7 @@ async fn a_guarantee_claim_is_opened_and_its_refund_waits_for_approval() {
 #[tokio::test]
 async fn escalation_by_arabic_keyword_silences_the_agents_until_hand_back() {
     let h = harness().await;
-    let rep = h
-        .app
-        .test_db
-        .user(
-            h.tenant,
-            "rep@example.com",
-            Role::SalesRep,
-            "long enough password",
-        )
-        .await;
+    let rep = sales_rep(&h).await;
     qualified_lead(&h, "966500000307", "سلمان").await;
     h.llm
         .respond_with(|req| match (agent_of(req), tool_rounds(req)) {
