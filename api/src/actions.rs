@@ -216,7 +216,9 @@ async fn create_lead(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) ->
     let source = match ctx.channel {
         "whatsapp" => leads::LeadSource::Whatsapp,
         "sms" => leads::LeadSource::Sms,
-        _ => leads::LeadSource::Email,
+        "email" => leads::LeadSource::Email,
+        // `wasit chat`: someone typing at a terminal.
+        _ => leads::LeadSource::Manual,
     };
     let lead = leads::create(
         tx,

@@ -63,6 +63,14 @@ pub enum Command {
     /// Prompt files: check them before they go live.
     #[command(subcommand)]
     Prompts(PromptsCommand),
+    /// Talk to the agents in the terminal as a contact would, through the same turn the runtime
+    /// runs (router, handoffs, tools acting on the tenant's CRM, the outbox); prompt files are
+    /// reloaded as you edit them.
+    ///
+    /// Each line you type is one message. Replies print as `KIND: text`; when stdin is not a
+    /// terminal, each reply is one line (newlines in it written `\n`) and the command exits at the
+    /// end of input. What agents do (tool calls, handoffs, escalations) is shown on stderr.
+    Chat(crate::chat::ChatArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -288,6 +296,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             with_database(&settings, |db| Box::pin(channel_add(db, add))).await
         }
         Command::Kb(command) => crate::kb_cli::run(&settings, command).await,
+        Command::Chat(args) => crate::chat::run(&settings, args).await,
         Command::Prompts(PromptsCommand::Check { dir }) => {
             prompts_check(&dir.unwrap_or_else(|| settings.prompts_dir.clone()))
         }

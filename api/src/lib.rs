@@ -1,7 +1,8 @@
 //! The Wasit server: HTTP API, webhooks, and the `wasit` command line.
 //!
 //! Code map:
-//! - [`cli`]: the `wasit` command line (clap), one function per command; [`kb_cli`]: `wasit kb`.
+//! - [`cli`]: the `wasit` command line (clap), one function per command; [`kb_cli`]: `wasit kb`;
+//!   [`chat`]: `wasit chat`, talking to the agents in the terminal through the runtime's turn.
 //! - [`actions`]: [`actions::CrmActions`], the action handler: agents' tool calls applied to the CRM
 //!   inside the turn's transaction.
 //! - [`app`]: [`app::AppState`], the router, graceful shutdown.
@@ -28,6 +29,7 @@
 pub mod actions;
 pub mod app;
 pub mod auth;
+pub mod chat;
 pub mod cli;
 pub mod error;
 pub mod extract;

@@ -120,7 +120,11 @@ const CONVERSATION_QUERY: &[(&str, &str, &str)] = &[
         "uuid",
         "only those this rep has taken over",
     ),
-    ("channel", "Channel", "whatsapp, sms or email"),
+    (
+        "channel",
+        "Channel",
+        "whatsapp, sms, email or chat (`wasit chat`)",
+    ),
     ("limit", "integer", "page size, 1–200 (default 50)"),
     ("cursor", "string", "the next_cursor of the previous page"),
 ];
@@ -1339,7 +1343,7 @@ fn components() -> Value {
     }
     let part = json!({
             "Identity": {"type": "object", "additionalProperties": false, "required": ["kind", "value"], "properties": {
-                "kind": {"type": "string", "enum": ["phone", "whatsapp_bsuid", "email"]},
+                "kind": {"type": "string", "enum": ["phone", "whatsapp_bsuid", "email", "chat"], "description": "chat: a `wasit chat` contact's name"},
                 "value": {"type": "string", "description": "phones are stored as + and digits, emails lowercased"}}},
             "ConsentStatus": {"type": "string", "enum": ["granted", "opted_out"]},
             "Consent": {"type": "object", "properties": {"status": {"$ref": "#/components/schemas/ConsentStatus"},
@@ -1444,7 +1448,7 @@ fn components() -> Value {
             "SearchResults": {"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/SearchHit"}}}},
             "Empty": {"description": "no body", "type": "null"},
             "ConversationStatus": {"type": "string", "enum": ["open", "escalated", "closed"]},
-            "Channel": {"type": "string", "enum": ["whatsapp", "sms", "email"]},
+            "Channel": {"type": "string", "enum": ["whatsapp", "sms", "email", "chat"]},
             "Conversation": {"type": "object", "properties": {"id": uuid, "contact_id": uuid, "contact_name": nullable_text,
                 "channel": {"$ref": "#/components/schemas/Channel"}, "status": {"$ref": "#/components/schemas/ConversationStatus"},
                 "needs_human": {"type": "boolean"}, "owner_user_id": nullable_uuid, "active_agent": {"type": "string"},

@@ -28,6 +28,8 @@ pub enum Channel {
     Whatsapp,
     Sms,
     Email,
+    /// `wasit chat`: a person at a terminal, talking to the agents as a contact would.
+    Chat,
 }
 
 impl Channel {
@@ -36,7 +38,20 @@ impl Channel {
             Channel::Whatsapp => "whatsapp",
             Channel::Sms => "sms",
             Channel::Email => "email",
+            Channel::Chat => "chat",
         }
+    }
+
+    /// The channel named `name` (as stored), if it is one.
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            Channel::Whatsapp,
+            Channel::Sms,
+            Channel::Email,
+            Channel::Chat,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == name)
     }
 }
 
@@ -92,6 +107,8 @@ pub struct ContactIdentity {
     /// WhatsApp's business-scoped user id, e.g. `US.13491208655302741918`.
     pub whatsapp_bsuid: Option<String>,
     pub email: Option<String>,
+    /// The name a `wasit chat` user talks under (`--contact`).
+    pub chat: Option<String>,
     /// The profile name the provider reported, if any.
     pub display_name: Option<String>,
 }
@@ -107,6 +124,9 @@ impl ContactIdentity {
         }
         if let Some(e) = &self.email {
             pairs.push(("email", e.as_str()));
+        }
+        if let Some(c) = &self.chat {
+            pairs.push(("chat", c.as_str()));
         }
         pairs
     }

@@ -273,11 +273,7 @@ async fn record_sent(pool: &PgPool, tenant: TenantId, sends: &[&Sent]) -> Result
     .await?;
     for (channel, provider_id) in overtaken {
         // Statuses that arrived before the send's own answer are applied now.
-        let channel = match channel.as_str() {
-            "sms" => Channel::Sms,
-            "email" => Channel::Email,
-            _ => Channel::Whatsapp,
-        };
+        let channel = Channel::parse(&channel).unwrap_or(Channel::Whatsapp);
         apply_statuses(&mut tx, channel, &provider_id).await?;
     }
     tx.commit().await?;

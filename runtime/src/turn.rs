@@ -240,6 +240,26 @@ pub fn route(router: &dyn Router, input: &mut TurnInput) {
     }
 }
 
+/// Handoffs in a row (without the contact writing) after which the next agent waits for the
+/// contact instead of answering at once.
+pub const MAX_HANDOFF_HOPS: u32 = 3;
+
+/// Whether the agent `outcome` handed the conversation to answers now, in a turn of its own: yes,
+/// unless the chain of agents passing the conversation on is already long, when it waits for the
+/// contact. A person is never kept waiting: a handoff to the escalation agent always runs.
+pub fn answers_at_once(input: &TurnInput, outcome: &TurnOutcome) -> bool {
+    let handed_to = outcome.actions.iter().find_map(|a| match a {
+        TurnAction::Handoff { to_agent, .. } => Some(to_agent.as_str()),
+        _ => None,
+    });
+    let hops = if input.has_new_messages() {
+        0
+    } else {
+        input.handoff_hops
+    };
+    handed_to.is_some_and(|to| hops < MAX_HANDOFF_HOPS || to == "escalation")
+}
+
 /// Today's date in UTC, `YYYY-MM-DD`: the day usage is counted in.
 pub fn utc_today() -> String {
     let d = time::OffsetDateTime::now_utc().date();
@@ -558,8 +578,9 @@ pub async fn apply(
                 (SELECT i.kind || ':' || i.value FROM contact_identities i
                   WHERE i.tenant_id = wasit_current_tenant() AND i.contact_id = conv.contact_id
                     AND i.kind = ANY(CASE conv.channel WHEN 'whatsapp' THEN ARRAY['phone', 'whatsapp_bsuid']
-                                                       WHEN 'sms' THEN ARRAY['phone'] ELSE ARRAY['email'] END)
-                  ORDER BY array_position(ARRAY['phone', 'whatsapp_bsuid', 'email'], i.kind) LIMIT 1) AS identity,
+                                                       WHEN 'sms' THEN ARRAY['phone']
+                                                       WHEN 'chat' THEN ARRAY['chat'] ELSE ARRAY['email'] END)
+                  ORDER BY array_position(ARRAY['phone', 'whatsapp_bsuid', 'email', 'chat'], i.kind) LIMIT 1) AS identity,
                 EXISTS (SELECT 1 FROM outbox o
                   WHERE o.tenant_id = wasit_current_tenant() AND o.conversation_id = $1
                     AND o.state = 'pending') AS earlier_pending,
@@ -902,7 +923,8 @@ struct ApplyRow {
 }
 
 /// Where replies go, from the contact's best identity for the channel (`kind:value`): for
-/// WhatsApp the phone's digits, else the BSUID; for SMS the phone; for email the address.
+/// WhatsApp the phone's digits, else the BSUID; for SMS the phone; for email the address; for
+/// `wasit chat` the contact's name.
 fn recipient(identity: Option<&str>, channel: &str) -> Result<String> {
     let (kind, value) = identity
         .and_then(|i| i.split_once(':'))

@@ -17,6 +17,8 @@ pub enum IdentityKind {
     Phone,
     WhatsappBsuid,
     Email,
+    /// The name a `wasit chat` user talks under.
+    Chat,
 }
 
 impl IdentityKind {
@@ -25,6 +27,7 @@ impl IdentityKind {
             IdentityKind::Phone => "phone",
             IdentityKind::WhatsappBsuid => "whatsapp_bsuid",
             IdentityKind::Email => "email",
+            IdentityKind::Chat => "chat",
         }
     }
 }

@@ -93,12 +93,13 @@ fn normalise(identity: Identity) -> Result<Identity, ApiError> {
             .map_err(ApiError::Invalid)?
             .as_str()
             .to_owned(),
-        IdentityKind::WhatsappBsuid => {
+        IdentityKind::WhatsappBsuid | IdentityKind::Chat => {
             let v = identity.value.trim();
             if v.is_empty() || v.len() > 320 {
-                return Err(ApiError::Invalid(
-                    "a whatsapp_bsuid has 1 to 320 characters".into(),
-                ));
+                return Err(ApiError::Invalid(format!(
+                    "a {} has 1 to 320 characters",
+                    identity.kind.as_str()
+                )));
             }
             v.to_owned()
         }

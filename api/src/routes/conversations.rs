@@ -40,6 +40,7 @@ pub enum Channel {
     Whatsapp,
     Sms,
     Email,
+    Chat,
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,6 +78,7 @@ pub async fn list(
                 Channel::Whatsapp => "whatsapp",
                 Channel::Sms => "sms",
                 Channel::Email => "email",
+                Channel::Chat => "chat",
             }
             .to_owned()
         }),

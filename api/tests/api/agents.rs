@@ -15,7 +15,7 @@ use crate::conversation::{
 };
 
 /// Which agent a request is for, from the first words of its rendered prompt file.
-fn agent_of(req: &Value) -> &'static str {
+pub(crate) fn agent_of(req: &Value) -> &'static str {
     let system = system_of(req);
     let openings = [
         ("أنت موظف الاستقبال", "intake"),
@@ -40,12 +40,12 @@ fn agent_of(req: &Value) -> &'static str {
 }
 
 /// The system prompt of a request.
-fn system_of(req: &Value) -> &str {
+pub(crate) fn system_of(req: &Value) -> &str {
     req["messages"][0]["content"].as_str().unwrap_or_default()
 }
 
 /// The result of the tool call the request ends with, if it ends with one.
-fn tool_result(req: &Value) -> Option<Value> {
+pub(crate) fn tool_result(req: &Value) -> Option<Value> {
     let last = req["messages"].as_array()?.last()?;
     (last["role"] == "tool").then(|| serde_json::from_str(last["content"].as_str()?).ok())?
 }
@@ -58,7 +58,7 @@ fn tool_rounds(req: &Value) -> usize {
 }
 
 /// The newest thing the contact said.
-fn last_contact_text(req: &Value) -> String {
+pub(crate) fn last_contact_text(req: &Value) -> String {
     req["messages"]
         .as_array()
         .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
@@ -67,8 +67,34 @@ fn last_contact_text(req: &Value) -> String {
         .to_owned()
 }
 
-fn call(name: &str, arguments: Value) -> (String, Value) {
+pub(crate) fn call(name: &str, arguments: Value) -> (String, Value) {
     (name.to_owned(), arguments)
+}
+
+/// A copy of the shipped prompt files, to edit.
+pub(crate) fn prompts_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../prompts");
+    for entry in std::fs::read_dir(&shipped).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    dir
+}
+
+/// Edits the sales prompt file at `path` to mention a Ramadan offer («اذكر عرض رمضان»); returns
+/// the edited text.
+pub(crate) fn add_ramadan_offer(path: &std::path::Path) -> String {
+    let original = std::fs::read_to_string(path).unwrap();
+    let edited = original.replace(
+        "Keep replies under 5 short sentences.",
+        "Keep replies under 5 short sentences. اذكر عرض رمضان: خصم ٥٪ على المصنعية.",
+    );
+    assert_ne!(edited, original);
+    std::fs::write(path, &edited).unwrap();
+    edited
 }
 
 async fn harness() -> Harness {
@@ -739,14 +765,7 @@ async fn escalation_by_arabic_keyword_silences_the_agents_until_hand_back() {
 /// recorded and audited); an edit that does not load is refused and the last good version serves.
 #[tokio::test]
 async fn an_edited_prompt_is_used_by_the_next_turn_and_a_broken_edit_keeps_the_old_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../prompts");
-    for entry in std::fs::read_dir(&shipped).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "md") {
-            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
-        }
-    }
+    let dir = prompts_copy();
     let prompts = dir.path().to_owned();
     let h = harness_full(move |s| s.prompts_dir = prompts, |_| {}).await;
     qualified_lead(&h, "966500000308", "هند").await;
@@ -765,13 +784,7 @@ async fn an_edited_prompt_is_used_by_the_next_turn_and_a_broken_edit_keeps_the_o
     assert!(!system_of_last(&h).contains("عرض رمضان"));
 
     let sales = dir.path().join("sales.md");
-    let original = std::fs::read_to_string(&sales).unwrap();
-    let edited = original.replace(
-        "Keep replies under 5 short sentences.",
-        "Keep replies under 5 short sentences. اذكر عرض رمضان: خصم ٥٪ على المصنعية.",
-    );
-    assert_ne!(edited, original);
-    std::fs::write(&sales, &edited).unwrap();
+    let edited = add_ramadan_offer(&sales);
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     h.app
         .post_whatsapp(&notification(&[text("h2", phone, "ما الجديد؟")]))

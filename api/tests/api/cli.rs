@@ -44,6 +44,7 @@ fn every_command_has_help() {
                 "channel",
                 "kb",
                 "prompts",
+                "chat",
                 "DATABASE_URL",
                 "Exit codes",
             ],
@@ -72,6 +73,10 @@ fn every_command_has_help() {
             &["--phone-number", "--account-sid", "--auth-token"],
         ),
         (&["channel", "add", "email"], &["--address"]),
+        (
+            &["chat"],
+            &["--tenant", "--agent", "--contact", "KIND: text", "stderr"],
+        ),
         (&["kb"], &["ingest", "search", "reindex", "check"]),
         (
             &["kb", "ingest"],

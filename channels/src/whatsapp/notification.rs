@@ -188,6 +188,7 @@ fn parse_message(m: &Value, profiles: &HashMap<String, &Value>) -> Result<Inboun
         phone,
         whatsapp_bsuid: bsuid,
         email: None,
+        chat: None,
         display_name: profile
             .and_then(|p| str_at(p, "/profile/name"))
             .map(str::to_owned),

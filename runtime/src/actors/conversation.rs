@@ -74,10 +74,6 @@ pub enum ConversationMsg {
     },
 }
 
-/// Handoffs in a row (without the contact writing) after which the next agent waits for the
-/// contact instead of answering at once.
-pub const MAX_HANDOFF_HOPS: u32 = 3;
-
 pub enum TurnResult {
     /// Committed; `again` when a handoff asks the next agent to answer now.
     Applied {
@@ -287,20 +283,8 @@ async fn run_turn(
             if applied.queued {
                 shared.wake_outbox();
             }
-            // A handoff: the next agent answers now, in a turn of its own — unless the chain of
-            // agents passing the conversation on is already long, when it waits for the contact.
-            // A person is never kept waiting: a handoff to the escalation agent always runs.
-            let handed_to = outcome.actions.iter().find_map(|a| match a {
-                turn::TurnAction::Handoff { to_agent, .. } => Some(to_agent.as_str()),
-                _ => None,
-            });
-            let hops = if input.has_new_messages() {
-                0
-            } else {
-                input.handoff_hops
-            };
             TurnResult::Applied {
-                again: handed_to.is_some_and(|to| hops < MAX_HANDOFF_HOPS || to == "escalation"),
+                again: turn::answers_at_once(&input, &outcome),
             }
         }
         // Another turn answered these messages first (a rerun after recovery): nothing to do.
