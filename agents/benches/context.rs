@@ -42,7 +42,11 @@ fn input(counter: Option<&dyn runtime::llm::TokenCounter>) -> TurnInput {
         })
         .collect();
     let mut input = runtime::bench::sample_input("sales", "طيب كم المدة للتوصيل للرياض؟");
-    input.contact.name = Some("محمد".into());
+    input
+        .contact
+        .as_mut()
+        .expect("sample_input has a contact")
+        .name = Some("محمد".into());
     input.history = history;
     input
 }

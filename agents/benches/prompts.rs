@@ -64,7 +64,11 @@ fn input(agent: &str) -> TurnInput {
         })
         .collect();
     let mut input = runtime::bench::sample_input(agent, "ممكن نحدد موعد لزيارة المعرض؟");
-    input.contact.name = Some("عبدالله".into());
+    input
+        .contact
+        .as_mut()
+        .expect("sample_input has a contact")
+        .name = Some("عبدالله".into());
     input.history = history;
     input.lead = Some(LeadInfo {
         id: LeadId(uuid::Uuid::new_v4()),

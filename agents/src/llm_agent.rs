@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use knowledge_base::KnowledgeBase;
 
-use runtime::actions::{ActionContext, ActionError, Actions, ToolAction};
+use runtime::actions::{ActionError, Actions, ToolAction};
 
 use crate::prompt::{Prompt, PromptStore};
 use crate::tools::{self, Effect};
@@ -339,7 +339,7 @@ impl LlmAgent {
         // The escalation rules of the prompt file: the conversation goes to a human before the
         // model is asked anything.
         if let Some(reason) = self.escalation_rule(&prompt, &input) {
-            tracing::info!(conversation = %input.conversation, agent = self.kind, reason, "escalation rule");
+            tracing::info!(conversation = ?input.conversation, agent = self.kind, reason, "escalation rule");
             audit.tool_calls = json!([{"rule": "escalation", "reason": reason}]);
             return Ok(TurnOutcome {
                 actions: vec![self.escalation(reason)],
@@ -440,7 +440,7 @@ impl LlmAgent {
                             "{failures} tool calls failed in one turn (the last: {} — {})",
                             call.name, result["error"]
                         );
-                        tracing::warn!(conversation = %input.conversation, agent = self.kind, reason, "escalating");
+                        tracing::warn!(conversation = ?input.conversation, agent = self.kind, reason, "escalating");
                         actions.retain(|a| matches!(a, TurnAction::Tool(_)));
                         actions.push(self.escalation(reason));
                         reply = None;
@@ -822,13 +822,7 @@ impl LlmAgent {
                 .unwrap_or_default()
                 .to_owned()
         };
-        let ctx = ActionContext {
-            tenant: input.tenant.id,
-            contact: input.contact.id,
-            conversation: input.conversation,
-            agent: &input.agent,
-            channel: &input.channel,
-        };
+        let ctx = input.action_context();
         match tools::find(name).map(|t| t.effect) {
             Some(Effect::Control) if name == "escalate" => {
                 actions.push(self.escalation(text("reason")));

@@ -19,7 +19,9 @@ pub const SUPPORTED: &[&str] = &[
     "update_contact",
     "update_lead",
     "set_qualification",
+    "set_lead_score",
     "assign_lead",
+    "update_deal",
     "create_deal",
     "find_slots",
     "book_meeting",
@@ -103,6 +105,8 @@ impl ActionHandler for CrmActions {
                 "update_contact" => update_contact(tx, ctx, args).await,
                 "update_lead" => update_lead(tx, ctx, args).await,
                 "set_qualification" => set_qualification(tx, ctx, args).await,
+                "set_lead_score" => set_lead_score(tx, ctx, args).await,
+                "update_deal" => update_deal(tx, ctx, args).await,
                 "assign_lead" => assign_lead(tx, ctx).await,
                 "create_deal" => create_deal(tx, ctx, args).await,
                 "book_meeting" => book_meeting(tx, ctx, args).await,
@@ -140,19 +144,23 @@ impl ActionHandler for CrmActions {
     }
 }
 
-/// The contact's latest lead, locked for the change.
+/// The lead the work is about (a background agent's event), else the contact's latest lead;
+/// locked for the change.
 async fn current_lead(
     tx: &mut TenantTx,
     ctx: ActionContext<'_>,
 ) -> Result<Option<leads::Lead>, ActionError> {
-    let id: Option<LeadId> = sqlx::query_scalar(
-        "SELECT id FROM leads WHERE tenant_id = wasit_current_tenant() AND contact_id = $1
-         ORDER BY created_at DESC, id DESC LIMIT 1",
-    )
-    .bind(ctx.contact)
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(runtime::Error::from)?;
+    let id: Option<LeadId> = match ctx.lead {
+        Some(lead) => Some(lead),
+        None => sqlx::query_scalar(
+            "SELECT id FROM leads WHERE tenant_id = wasit_current_tenant() AND contact_id = $1
+             ORDER BY created_at DESC, id DESC LIMIT 1",
+        )
+        .bind(ctx.contact)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(runtime::Error::from)?,
+    };
     match id {
         Some(id) => Ok(Some(leads::find_for_update(tx, id).await?)),
         None => Ok(None),
@@ -205,7 +213,7 @@ async fn create_lead(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) ->
             display_name: Some(Some(name.to_owned())),
             ..contacts::Change::default()
         };
-        contacts::update(tx, ctx.contact, &change).await?;
+        contacts::update(tx, ctx.contact()?, &change).await?;
     }
     let mut qualification = Map::new();
     for key in ["company", "need"] {
@@ -223,7 +231,7 @@ async fn create_lead(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) ->
     let lead = leads::create(
         tx,
         &leads::NewLead {
-            contact_id: Some(ctx.contact),
+            contact_id: Some(ctx.contact()?),
             source: Some(source),
             qualification: Some(Value::Object(qualification)),
             sector: text(args, "sector").map(str::to_owned),
@@ -242,7 +250,7 @@ async fn update_contact(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value)
         locale: text(args, "locale").map(|l| Some(l.to_owned())),
         ..contacts::Change::default()
     };
-    let contact = contacts::update(tx, ctx.contact, &change)
+    let contact = contacts::update(tx, ctx.contact()?, &change)
         .await
         .map_err(from_repo)?;
     Ok(json!({"contact": {"name": contact.display_name, "locale": contact.locale}}))
@@ -305,6 +313,73 @@ async fn set_qualification(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Val
     Ok(json!({"lead": lead_view(&lead)}))
 }
 
+/// The scorer's score, with the reasons and the points each adds or removes.
+async fn set_lead_score(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+    let mut lead = require_lead(tx, ctx).await?;
+    let score = args
+        .get("score")
+        .and_then(Value::as_i64)
+        .and_then(|s| i16::try_from(s).ok())
+        .filter(|s| (0..=100).contains(s))
+        .ok_or_else(|| refused("score is a whole number from 0 to 100"))?;
+    let reasons: Vec<leads::ScoreReason> = args
+        .get("reasons")
+        .cloned()
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| refused(format!("reasons: {e}")))?
+        .unwrap_or_default();
+    lead.score = Some(score);
+    lead.score_reasons = reasons;
+    let lead = leads::save(tx, &lead).await.map_err(from_repo)?;
+    Ok(json!({"lead": lead_view(&lead), "score": lead.score}))
+}
+
+/// The deal the work is about (a background agent's event), else the contact's latest open
+/// deal; locked for the change.
+async fn current_deal(
+    tx: &mut TenantTx,
+    ctx: ActionContext<'_>,
+) -> Result<deals::Deal, ActionError> {
+    let id: Option<uuid::Uuid> = match ctx.deal {
+        Some(deal) => Some(deal),
+        None => sqlx::query_scalar(
+            "SELECT id FROM deals WHERE tenant_id = wasit_current_tenant() AND contact_id = $1
+               AND closed_at IS NULL ORDER BY created_at DESC, id DESC LIMIT 1",
+        )
+        .bind(ctx.contact)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(runtime::Error::from)?,
+    };
+    let id = id.ok_or_else(|| refused("there is no open deal"))?;
+    deals::find(tx, id, true).await.map_err(from_repo)
+}
+
+/// The deal coach's estimate and next step; the stage stays the people's to move.
+async fn update_deal(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+    let mut deal = current_deal(tx, ctx).await?;
+    if let Some(p) = args.get("probability").and_then(Value::as_i64) {
+        deal.win_probability = Some(i16::try_from(p.clamp(0, 100)).unwrap_or_default());
+    }
+    if let Some(step) = text(args, "next_step") {
+        deal.next_step = Some(step.to_owned());
+    }
+    let deal = deals::save(
+        tx,
+        &deal,
+        None,
+        false,
+        (None, &format!("agent:{}", ctx.agent)),
+    )
+    .await
+    .map_err(from_repo)?;
+    Ok(
+        json!({"deal": {"title": deal.title, "win_probability": deal.win_probability,
+                        "next_step": deal.next_step}}),
+    )
+}
+
 async fn assign_lead(tx: &mut TenantTx, ctx: ActionContext<'_>) -> Outcome {
     let lead = require_lead(tx, ctx).await?;
     match leads::assign(tx, lead.id).await.map_err(from_repo)? {
@@ -332,13 +407,15 @@ async fn create_deal(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) ->
         id: uuid::Uuid::nil(),
         title: text(args, "title").unwrap_or("Deal").to_owned(),
         lead_id: Some(lead.id),
-        contact_id: Some(ctx.contact),
+        contact_id: Some(ctx.contact()?),
         stage_id: stage.id,
         amount_minor: to_minor(amount, &currency)?,
         currency,
         expected_close_date,
         owner_user_id: lead.owner_user_id,
         affiliate_id: lead.affiliate_id,
+        win_probability: None,
+        next_step: None,
         closed_at: None,
         created_at: now,
         updated_at: now,
@@ -477,7 +554,7 @@ async fn book_meeting(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -
         tx,
         &meetings::NewMeeting {
             rep_user_id: rep,
-            contact_id: Some(ctx.contact),
+            contact_id: Some(ctx.contact()?),
             lead_id: lead.as_ref().map(|l| l.id),
             deal_id: None,
             title: text(args, "title").unwrap_or("Meeting").to_owned(),
@@ -500,7 +577,7 @@ async fn next_meeting(
         "SELECT id FROM meetings WHERE tenant_id = wasit_current_tenant() AND contact_id = $1
            AND status = 'scheduled' AND starts_at > now() ORDER BY starts_at LIMIT 1",
     )
-    .bind(ctx.contact)
+    .bind(ctx.contact()?)
     .fetch_optional(&mut **tx)
     .await
     .map_err(runtime::Error::from)?;
@@ -567,7 +644,7 @@ async fn mark_lost(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> O
             consent: vec![(channel, contacts::ConsentStatus::OptedOut)],
             ..contacts::Change::default()
         };
-        contacts::update(tx, ctx.contact, &change)
+        contacts::update(tx, ctx.contact()?, &change)
             .await
             .map_err(from_repo)?;
     }
@@ -592,7 +669,7 @@ async fn contact_affiliate(
         "SELECT id FROM affiliates WHERE tenant_id = wasit_current_tenant() AND contact_id = $1
          ORDER BY created_at DESC LIMIT 1",
     )
-    .bind(ctx.contact)
+    .bind(ctx.contact()?)
     .fetch_optional(&mut **tx)
     .await
     .map_err(runtime::Error::from)?;
@@ -613,7 +690,7 @@ async fn affiliate_application(tx: &mut TenantTx, ctx: ActionContext<'_>, args: 
     let name = text(args, "name").unwrap_or("Affiliate");
     // The code is issued (shown) only when onboarding is done.
     let code: String = uuid::Uuid::new_v4().simple().to_string()[..10].to_ascii_uppercase();
-    let a = commissions::create_affiliate(tx, name, None, Some(ctx.contact), &code)
+    let a = commissions::create_affiliate(tx, name, None, Some(ctx.contact()?), &code)
         .await
         .map_err(from_repo)?;
     Ok(json!({"application": {"name": a.display_name, "status": a.status}}))
@@ -676,7 +753,7 @@ async fn open_claim(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> 
     let amount = args.get("amount").and_then(Value::as_f64).unwrap_or(0.0);
     let claim = guarantees::create(
         tx,
-        Some(ctx.contact),
+        Some(ctx.contact()?),
         None,
         text(args, "description").unwrap_or_default(),
         to_minor(amount, &currency)?,
@@ -695,7 +772,7 @@ async fn request_refund(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value)
         "SELECT id FROM guarantee_claims WHERE tenant_id = wasit_current_tenant() AND contact_id = $1
            AND status IN ('submitted', 'under_review') ORDER BY created_at DESC LIMIT 1",
     )
-    .bind(ctx.contact)
+    .bind(ctx.contact()?)
     .fetch_optional(&mut **tx)
     .await
     .map_err(runtime::Error::from)?;
@@ -770,13 +847,14 @@ async fn rep_for(tx: &mut TenantTx, ctx: ActionContext<'_>) -> Result<Option<Use
 /// The conversation becomes a rep's: escalated, owned by the rep, silent for agents until the rep
 /// hands it back.
 async fn assign_conversation(tx: &mut TenantTx, ctx: ActionContext<'_>, _args: &Value) -> Outcome {
+    let conversation = ctx.conversation()?;
     let rep = rep_for(tx, ctx).await?;
     sqlx::query(
         "UPDATE conversations SET status = 'escalated', needs_human = true, owner_user_id = $2,
              escalated_from = coalesce(escalated_from, $3), updated_at = now()
          WHERE tenant_id = wasit_current_tenant() AND id = $1",
     )
-    .bind(ctx.conversation)
+    .bind(conversation)
     .bind(rep)
     .bind(ctx.agent)
     .execute(&mut **tx)

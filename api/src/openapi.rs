@@ -1380,6 +1380,8 @@ fn components() -> Value {
                 "id": uuid, "title": {"type": "string"}, "lead_id": nullable_uuid, "contact_id": nullable_uuid, "stage_id": uuid,
                 "amount_minor": {"$ref": "#/components/schemas/Money"}, "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
                 "expected_close_date": {"type": ["string", "null"], "format": "date"}, "owner_user_id": nullable_uuid,
+                "win_probability": {"type": ["integer", "null"], "minimum": 0, "maximum": 100, "description": "the deal coach's estimate"},
+                "next_step": {"type": ["string", "null"], "description": "the next step the deal coach recommends"},
                 "closed_at": {"type": ["string", "null"], "format": "date-time"}, "created_at": time, "updated_at": time}},
             "CreateDeal": {"type": "object", "additionalProperties": false, "required": ["title", "amount_minor", "currency"], "properties": {
                 "title": {"type": "string", "minLength": 1, "maxLength": 200}, "amount_minor": {"$ref": "#/components/schemas/Money"},

@@ -16,7 +16,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::db::{TenantTx, begin_tenant};
-use crate::ids::{ContactId, ConversationId, TenantId};
+use crate::ids::{ContactId, ConversationId, LeadId, TenantId};
 
 /// A tool call that changes the CRM, with arguments already validated against the tool's schema.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -25,15 +25,40 @@ pub struct ToolAction {
     pub arguments: Value,
 }
 
-/// Who acts and on what: always from the conversation, never from model output.
+/// Who acts and on what: always from the conversation (or the CRM event a background agent
+/// reacts to), never from model output.
 #[derive(Debug, Clone, Copy)]
 pub struct ActionContext<'a> {
     pub tenant: TenantId,
-    pub contact: ContactId,
-    pub conversation: ConversationId,
+    /// The contact the turn is about: the conversation's, or the event's lead's or deal's.
+    pub contact: Option<ContactId>,
+    /// The conversation of a conversational turn; `None` for a background agent's event.
+    pub conversation: Option<ConversationId>,
+    /// The lead and deal a CRM event is about (background agents); `None` in conversations,
+    /// where the contact's own are found.
+    pub lead: Option<LeadId>,
+    pub deal: Option<uuid::Uuid>,
+    /// The CRM event (`agent_events`) a background agent's turn reacts to.
+    pub event: Option<uuid::Uuid>,
     pub agent: &'a str,
-    /// The conversation's channel (`whatsapp`, `sms`, `email`).
+    /// The conversation's channel (`whatsapp`, `sms`, `email`, `chat`); empty for an event.
     pub channel: &'a str,
+}
+
+impl ActionContext<'_> {
+    /// The contact, or why a tool that needs one cannot run.
+    pub fn contact(&self) -> Result<ContactId, ActionError> {
+        self.contact.ok_or_else(|| {
+            ActionError::Refused("this tool needs a contact, and this work has none".into())
+        })
+    }
+
+    /// The conversation, or why a tool that needs one cannot run.
+    pub fn conversation(&self) -> Result<ConversationId, ActionError> {
+        self.conversation.ok_or_else(|| {
+            ActionError::Refused("this tool works in a conversation, and this is not one".into())
+        })
+    }
 }
 
 /// Why an action was not applied.

@@ -42,12 +42,13 @@ pub fn sample_input(agent: &str, text: &str) -> crate::turn::TurnInput {
             slug: "riyadh-gold".into(),
             name: "ذهب الرياض".into(),
         },
-        contact: ContactInfo {
+        contact: Some(ContactInfo {
             id: ContactId(uuid::Uuid::new_v4()),
             name: None,
             locale: Some("ar".into()),
-        },
-        conversation: ConversationId(uuid::Uuid::new_v4()),
+        }),
+        conversation: Some(ConversationId(uuid::Uuid::new_v4())),
+        event: None,
         agent: agent.into(),
         history: Vec::new(),
         new_messages: vec![TurnMessage {

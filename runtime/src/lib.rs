@@ -32,6 +32,7 @@ pub mod actors;
 pub mod bench;
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod front_matter;
 pub mod http;
 pub mod ids;

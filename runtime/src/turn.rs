@@ -55,6 +55,36 @@ pub struct HistoryItem {
     pub tokens: Option<(u32, String)>,
 }
 
+impl HistoryItem {
+    /// A stored message as history: `inbound` ones are the contact's; one without a body reads
+    /// as its kind in brackets (`[image]`).
+    pub fn stored(
+        direction: &str,
+        body: Option<String>,
+        kind: &str,
+        id: MessageId,
+        seq: i64,
+    ) -> Self {
+        Self {
+            id,
+            seq,
+            role: if direction == "inbound" {
+                Speaker::Contact
+            } else {
+                Speaker::Agent
+            },
+            text: body.unwrap_or_else(|| format!("[{kind}]")),
+            tokens: None,
+        }
+    }
+
+    #[must_use]
+    pub fn with_tokens(mut self, tokens: Option<(u32, String)>) -> Self {
+        self.tokens = tokens;
+        self
+    }
+}
+
 /// A message the turn answers.
 #[derive(Debug, Clone, Serialize)]
 pub struct TurnMessage {
@@ -81,8 +111,13 @@ pub struct TenantLlm {
 #[derive(Debug, Clone, Serialize)]
 pub struct TurnInput {
     pub tenant: TenantInfo,
-    pub contact: ContactInfo,
-    pub conversation: ConversationId,
+    /// The contact: the conversation's, or the one a CRM event's lead or deal belongs to (a
+    /// background agent's event may have none).
+    pub contact: Option<ContactInfo>,
+    /// `None` for a background agent's turn on a CRM event ([`crate::events`]).
+    pub conversation: Option<ConversationId>,
+    /// The CRM event a background agent's turn reacts to; `None` in conversations.
+    pub event: Option<EventNote>,
     pub agent: String,
     /// Earlier messages, oldest first, not including `new_messages`.
     pub history: Vec<HistoryItem>,
@@ -115,6 +150,19 @@ pub struct LeadInfo {
     pub qualification: Value,
 }
 
+/// The CRM event a background agent reacts to: what happened, to which lead or deal.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EventNote {
+    pub id: uuid::Uuid,
+    pub kind: String,
+    #[serde(skip)]
+    pub lead: Option<crate::LeadId>,
+    #[serde(skip)]
+    pub deal: Option<uuid::Uuid>,
+    /// The facts of the event (the lead's or deal's fields, the change), as the agent reads them.
+    pub detail: Value,
+}
+
 /// Why the current agent has the conversation.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct HandoffNote {
@@ -126,6 +174,20 @@ impl TurnInput {
     /// True when the turn answers messages from the contact (not only a handoff).
     pub fn has_new_messages(&self) -> bool {
         !self.new_messages.is_empty()
+    }
+
+    /// Who acts and on what, for this turn's tools: all from the input, nothing from the model.
+    pub fn action_context(&self) -> ActionContext<'_> {
+        ActionContext {
+            tenant: self.tenant.id,
+            contact: self.contact.as_ref().map(|c| c.id),
+            conversation: self.conversation,
+            lead: self.event.as_ref().and_then(|e| e.lead),
+            deal: self.event.as_ref().and_then(|e| e.deal),
+            event: self.event.as_ref().map(|e| e.id),
+            agent: &self.agent,
+            channel: &self.channel,
+        }
     }
 }
 
@@ -234,7 +296,7 @@ pub fn route(router: &dyn Router, input: &mut TurnInput) {
     if let Some(Route { agent: to, reason }) = router.route(input)
         && to != input.agent
     {
-        tracing::debug!(conversation = %input.conversation, from = input.agent, to, reason, "routed");
+        tracing::debug!(conversation = ?input.conversation, from = input.agent, to, reason, "routed");
         let from = std::mem::replace(&mut input.agent, to);
         input.handoff.get_or_insert(HandoffNote { from, reason });
     }
@@ -280,8 +342,8 @@ pub fn contact_language(input: &TurnInput) -> Language {
     let texts = || input.new_messages.iter().map(|m| m.text.as_str());
     let locale_ar = input
         .contact
-        .locale
-        .as_deref()
+        .as_ref()
+        .and_then(|c| c.locale.as_deref())
         .is_some_and(|l| l.to_ascii_lowercase().starts_with("ar"));
     if texts().any(|t| t.chars().any(arabic))
         || (locale_ar && !texts().any(|t| t.chars().any(|c| c.is_ascii_alphabetic())))
@@ -320,6 +382,43 @@ pub fn unavailable_outcome(input: &TurnInput, reason: &str) -> TurnOutcome {
     }
 }
 
+/// The SQL of a tenant's model usage today and this month (UTC), as a JSON array
+/// `[today_tokens, month_tokens, today_cost_micros, month_cost_micros]`; for [`tenant_llm`].
+#[macro_export]
+#[doc(hidden)]
+macro_rules! usage_sql {
+    () => {
+        "(SELECT jsonb_build_array(
+              coalesce(sum(u.tokens_in + u.tokens_out) FILTER (WHERE u.day = d.today), 0),
+              coalesce(sum(u.tokens_in + u.tokens_out), 0),
+              coalesce(sum(u.cost_micros) FILTER (WHERE u.day = d.today), 0),
+              coalesce(sum(u.cost_micros), 0))
+           FROM (SELECT (now() AT TIME ZONE 'UTC')::date AS today) d
+           LEFT JOIN llm_usage u ON u.tenant_id = wasit_current_tenant()
+                AND u.day >= date_trunc('month', d.today)::date AND u.day <= d.today)"
+    };
+}
+
+/// A tenant's model settings (`tenants.settings.llm`; invalid ones are logged and replaced by the
+/// defaults) and its usage as [`usage_sql!`] reads it.
+pub fn tenant_llm(slug: &str, settings: Option<Value>, usage: (i64, i64, i64, i64)) -> TenantLlm {
+    let settings = match settings {
+        None => crate::llm::TenantLlmSettings::default(),
+        Some(v) => serde_json::from_value(v).unwrap_or_else(|e| {
+            tracing::warn!(tenant = %slug, error = %e, "the tenant's llm settings are invalid; using the defaults");
+            crate::llm::TenantLlmSettings::default()
+        }),
+    };
+    let (today_tokens, month_tokens, today_cost_micros, month_cost_micros) = usage;
+    TenantLlm {
+        settings,
+        today_tokens,
+        month_tokens,
+        today_cost_micros,
+        month_cost_micros,
+    }
+}
+
 /// Why a turn had nothing to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Skip {
@@ -340,7 +439,7 @@ pub async fn load_input(
     let mut tx = begin_tenant(pool, tenant).await?;
     // One round trip: the conversation, its unprocessed inbound messages and the history before
     // the first of them.
-    let row: Option<InputRow> = sqlx::query_as(
+    let row: Option<InputRow> = sqlx::query_as(concat!(
         "WITH new AS (
              SELECT id, seq, kind, body, token_count, token_encoding FROM messages
              WHERE tenant_id = wasit_current_tenant() AND conversation_id = $1
@@ -362,19 +461,14 @@ pub async fn load_input(
                            AND seq > coalesce(v.summary_through_seq, 0)
                            AND (direction = 'outbound' OR processed_at IS NOT NULL)
                          ORDER BY seq DESC LIMIT $2) h) AS history,
-                (SELECT jsonb_build_array(
-                            coalesce(sum(u.tokens_in + u.tokens_out) FILTER (WHERE u.day = d.today), 0),
-                            coalesce(sum(u.tokens_in + u.tokens_out), 0),
-                            coalesce(sum(u.cost_micros) FILTER (WHERE u.day = d.today), 0),
-                            coalesce(sum(u.cost_micros), 0))
-                   FROM (SELECT (now() AT TIME ZONE 'UTC')::date AS today) d
-                   LEFT JOIN llm_usage u ON u.tenant_id = wasit_current_tenant()
-                        AND u.day >= date_trunc('month', d.today)::date AND u.day <= d.today) AS usage
+                ",
+        crate::usage_sql!(),
+        " AS usage
          FROM conversations v
          JOIN contacts c ON c.tenant_id = v.tenant_id AND c.id = v.contact_id
          JOIN tenants t ON t.id = v.tenant_id
-         WHERE v.tenant_id = wasit_current_tenant() AND v.id = $1",
-    )
+         WHERE v.tenant_id = wasit_current_tenant() AND v.id = $1"
+    ))
     .bind(conversation)
     .bind(HISTORY_LIMIT)
     .fetch_optional(&mut *tx)
@@ -407,43 +501,27 @@ pub async fn load_input(
         return Ok(Err(Skip::NothingNew));
     }
     let sqlx::types::Json(history) = row.history;
-    let settings = match row.llm_settings {
-        None => crate::llm::TenantLlmSettings::default(),
-        Some(sqlx::types::Json(v)) => serde_json::from_value(v).unwrap_or_else(|e| {
-            tracing::warn!(tenant = %row.slug, error = %e, "the tenant's llm settings are invalid; using the defaults");
-            crate::llm::TenantLlmSettings::default()
-        }),
-    };
-    let sqlx::types::Json((today_tokens, month_tokens, today_cost_micros, month_cost_micros)) =
-        row.usage;
+    let llm = tenant_llm(&row.slug, row.llm_settings.map(|j| j.0), row.usage.0);
     Ok(Ok(TurnInput {
         tenant: TenantInfo {
             id: tenant,
             slug: row.slug,
             name: row.name,
         },
-        contact: ContactInfo {
+        contact: Some(ContactInfo {
             id: row.contact_id,
             name: row.display_name,
             locale: row.locale,
-        },
-        conversation,
+        }),
+        conversation: Some(conversation),
+        event: None,
         agent: row.active_agent,
         history: history
             .into_iter()
-            .map(
-                |(direction, body, kind, id, seq, count, encoding)| HistoryItem {
-                    id,
-                    seq,
-                    role: if direction == "inbound" {
-                        Speaker::Contact
-                    } else {
-                        Speaker::Agent
-                    },
-                    text: body.unwrap_or_else(|| format!("[{kind}]")),
-                    tokens: stored_count(count, encoding),
-                },
-            )
+            .map(|(direction, body, kind, id, seq, count, encoding)| {
+                HistoryItem::stored(&direction, body, &kind, id, seq)
+                    .with_tokens(stored_count(count, encoding))
+            })
             .collect(),
         new_messages: new_rows
             .into_iter()
@@ -461,13 +539,7 @@ pub async fn load_input(
         handoff_hops: u32::try_from(row.handoff_hops).unwrap_or(0),
         turns_without_progress: u32::try_from(row.turns_without_progress).unwrap_or(0),
         channel: row.channel,
-        llm: TenantLlm {
-            settings,
-            today_tokens,
-            month_tokens,
-            today_cost_micros,
-            month_cost_micros,
-        },
+        llm,
     }))
 }
 
@@ -550,6 +622,9 @@ pub async fn apply(
     claim: Option<std::time::Duration>,
     handler: Option<&dyn ActionHandler>,
 ) -> Result<Applied> {
+    let conversation = input.conversation.ok_or_else(|| {
+        Error::Invalid("a turn without a conversation is committed by events::apply".into())
+    })?;
     let mut tx = begin_tenant(pool, input.tenant.id).await?;
     let answered: Vec<MessageId> = input.new_messages.iter().map(|m| m.id).collect();
     let progress = !outcome.actions.is_empty();
@@ -591,7 +666,7 @@ pub async fn apply(
                AND (conv.channel_account_id IS NULL OR id = conv.channel_account_id)
              ORDER BY created_at LIMIT 1) a ON true",
     )
-    .bind(input.conversation)
+    .bind(conversation)
     .bind(&answered)
     .bind(answered.last())
     .bind(progress)
@@ -647,18 +722,15 @@ pub async fn apply(
             parts.push(Part {
                 message: MessageId(uuid::Uuid::new_v4()),
                 number: i32::try_from(i).unwrap_or(i32::MAX),
-                key: format!("{}:{turn_seq}:{i}", input.conversation),
+                key: format!("{conversation}:{turn_seq}:{i}"),
                 body,
                 payload,
             });
         }
     }
     let ctx = ActionContext {
-        tenant: input.tenant.id,
-        contact: input.contact.id,
-        conversation: input.conversation,
-        agent: &input.agent,
         channel: &channel,
+        ..input.action_context()
     };
     let mut call_index = 0;
     for action in &outcome.actions {
@@ -666,7 +738,8 @@ pub async fn apply(
             TurnAction::Tool(action) => {
                 let index = call_index;
                 call_index += 1;
-                apply_tool(&mut tx, handler, ctx, turn_seq, index, action).await?;
+                let key = format!("{conversation}:{turn_seq}:{index}");
+                apply_tool(&mut tx, handler, ctx, &key, Some(turn_seq), index, action).await?;
             }
             TurnAction::Escalate { reason } => {
                 sqlx::query(
@@ -674,17 +747,17 @@ pub async fn apply(
                          escalated_from = coalesce(escalated_from, $2)
                      WHERE tenant_id = wasit_current_tenant() AND id = $1",
                 )
-                .bind(input.conversation)
+                .bind(conversation)
                 .bind(&input.agent)
                 .execute(&mut *tx)
                 .await?;
                 // The people who can take it over hear about it, in the same transaction.
                 sqlx::query("SELECT wasit_notify_escalation($1, $2)")
-                    .bind(input.conversation)
+                    .bind(conversation)
                     .bind(reason)
                     .execute(&mut *tx)
                     .await?;
-                tracing::info!(conversation = %input.conversation, reason, "conversation escalated to a human");
+                tracing::info!(%conversation, reason, "conversation escalated to a human");
             }
             TurnAction::Handoff { to_agent, reason } => {
                 // The next agent answers in a turn of its own, seeing why it got the conversation.
@@ -694,7 +767,7 @@ pub async fn apply(
                          escalated_from = CASE WHEN $2 = 'escalation' THEN $3 ELSE escalated_from END
                      WHERE tenant_id = wasit_current_tenant() AND id = $1",
                 )
-                .bind(input.conversation)
+                .bind(conversation)
                 .bind(to_agent)
                 .bind(&input.agent)
                 .bind(reason)
@@ -712,7 +785,7 @@ pub async fn apply(
                     .bind(kind)
                     .bind(title)
                     .bind(body)
-                    .bind(json!({"conversation_id": input.conversation}))
+                    .bind(json!({"conversation_id": conversation}))
                     .execute(&mut *tx)
                     .await?;
             }
@@ -767,7 +840,7 @@ pub async fn apply(
          ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
          RETURNING id, attempts, message_id",
     )
-    .bind(input.conversation)
+    .bind(conversation)
     .bind(turn_seq)
     .bind(&a.agent)
     .bind(&a.prompt_version)
@@ -836,13 +909,14 @@ pub async fn apply(
     })
 }
 
-/// Applies one tool action of turn `turn_seq`, unless its idempotency key (conversation, turn,
-/// call) shows it was applied already, and records it in `agent_actions`.
-async fn apply_tool(
+/// Applies one tool action, unless its idempotency key — (conversation, turn, call), or (event,
+/// call) — shows it was applied already, and records it in `agent_actions`.
+pub(crate) async fn apply_tool(
     tx: &mut crate::db::TenantTx,
     handler: Option<&dyn ActionHandler>,
     ctx: ActionContext<'_>,
-    turn_seq: i64,
+    key: &str,
+    turn_seq: Option<i64>,
     index: i32,
     action: &ToolAction,
 ) -> Result<()> {
@@ -852,19 +926,19 @@ async fn apply_tool(
             action.tool
         ))
     })?;
-    let key = format!("{}:{turn_seq}:{index}", ctx.conversation);
     let fresh: Option<uuid::Uuid> = sqlx::query_scalar(
-        "INSERT INTO agent_actions (tenant_id, conversation_id, turn_seq, call_index, idempotency_key, agent, tool, arguments)
-         VALUES (wasit_current_tenant(), $1, $2, $3, $4, $5, $6, $7)
+        "INSERT INTO agent_actions (tenant_id, conversation_id, turn_seq, call_index, idempotency_key, agent, tool, arguments, event_id)
+         VALUES (wasit_current_tenant(), $1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING id",
     )
     .bind(ctx.conversation)
     .bind(turn_seq)
     .bind(index)
-    .bind(&key)
+    .bind(key)
     .bind(ctx.agent)
     .bind(&action.tool)
     .bind(&action.arguments)
+    .bind(ctx.event)
     .fetch_optional(&mut **tx)
     .await?;
     let Some(id) = fresh else {

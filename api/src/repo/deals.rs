@@ -136,6 +136,9 @@ pub struct Deal {
     pub owner_user_id: Option<UserId>,
     /// The affiliate who brought the deal: earns the affiliate commission when it is won.
     pub affiliate_id: Option<uuid::Uuid>,
+    /// The deal coach's estimate of the chance to win (0–100) and the next step it recommends.
+    pub win_probability: Option<i16>,
+    pub next_step: Option<String>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub closed_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
@@ -156,6 +159,8 @@ struct DealRow {
     expected_close_date: Option<Date>,
     owner_user_id: Option<UserId>,
     affiliate_id: Option<uuid::Uuid>,
+    win_probability: Option<i16>,
+    next_step: Option<String>,
     closed_at: Option<OffsetDateTime>,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
@@ -174,6 +179,8 @@ impl From<DealRow> for Deal {
             expected_close_date: r.expected_close_date,
             owner_user_id: r.owner_user_id,
             affiliate_id: r.affiliate_id,
+            win_probability: r.win_probability,
+            next_step: r.next_step,
             closed_at: r.closed_at,
             created_at: r.created_at,
             updated_at: r.updated_at,
@@ -182,7 +189,8 @@ impl From<DealRow> for Deal {
 }
 
 const COLUMNS: &str = "id, title, lead_id, contact_id, stage_id, amount_minor, currency, \
-                       expected_close_date, owner_user_id, affiliate_id, closed_at, created_at, updated_at";
+                       expected_close_date, owner_user_id, affiliate_id, win_probability, next_step, \
+                       closed_at, created_at, updated_at";
 
 pub async fn find(tx: &mut TenantTx, id: uuid::Uuid, lock: bool) -> runtime::Result<Deal> {
     let lock = if lock { " FOR UPDATE" } else { "" };
@@ -248,6 +256,7 @@ pub async fn save(
     let row = sqlx::query_as::<_, DealRow>(&format!(
         "UPDATE deals SET title = $2, lead_id = $3, contact_id = $4, stage_id = $5, amount_minor = $6,
                           currency = $7, expected_close_date = $8, owner_user_id = $9, affiliate_id = $11,
+                          win_probability = $12, next_step = $13,
                           closed_at = CASE WHEN $10 THEN now() ELSE closed_at END, updated_at = now()
          WHERE tenant_id = wasit_current_tenant() AND id = $1
          RETURNING {COLUMNS}"
@@ -263,6 +272,8 @@ pub async fn save(
     .bind(deal.owner_user_id)
     .bind(closes)
     .bind(deal.affiliate_id)
+    .bind(deal.win_probability)
+    .bind(&deal.next_step)
     .fetch_one(&mut **tx)
     .await
     .map_err(foreign_key_is_invalid)?;

@@ -140,6 +140,8 @@ pub async fn create(
         expected_close_date: req.expected_close_date,
         owner_user_id: req.owner_user_id,
         affiliate_id: req.affiliate_id,
+        win_probability: None,
+        next_step: None,
         closed_at: None,
         created_at: now,
         updated_at: now,

@@ -29,6 +29,9 @@ pub(crate) fn agent_of(req: &Value) -> &'static str {
         ("أنت مختص معالجة الاعتراضات", "objection_handler"),
         ("أنت مسؤول استقطاب المسوقين", "affiliate_recruiter"),
         ("أنت مسؤول تهيئة المسوقين", "affiliate_onboarding"),
+        ("You score the leads", "scorer"),
+        ("You assign the leads", "router"),
+        ("You coach the sales team", "deal_coach"),
     ];
     openings
         .iter()
@@ -102,7 +105,7 @@ async fn harness() -> Harness {
 }
 
 /// A sales rep of the harness's tenant.
-async fn sales_rep(h: &Harness) -> runtime::UserId {
+pub(crate) async fn sales_rep(h: &Harness) -> runtime::UserId {
     h.app
         .test_db
         .user(

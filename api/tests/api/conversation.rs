@@ -58,6 +58,10 @@ pub(crate) async fn harness_full(
             parts.config.retry_delay = Duration::from_millis(100);
             parts.config.outbox.base_backoff = Duration::from_millis(50);
             parts.config.outbox.poll_interval = Duration::from_millis(100);
+            // The background agents take up CRM events only in the tests that ask for them
+            // (`background.rs` sets a short poll): elsewhere the scripted model sees only the
+            // conversation it plays.
+            parts.config.events_poll = Duration::from_secs(24 * 3600);
             adjust(parts);
         },
     )

@@ -3,6 +3,7 @@
 
 mod agents;
 mod auth;
+mod background;
 mod chat;
 mod cli;
 mod commissions;

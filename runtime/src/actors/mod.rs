@@ -5,7 +5,8 @@
 //! ├── ConversationSupervisor ── ConversationActor{tenant, contact}  (spawned on demand, passivated when idle)
 //! ├── AgentSupervisor ── AgentPool{kind} ── AgentWorker × N          (one pool per agent kind)
 //! ├── ChannelSupervisor ── ChannelActor{channel}                     (WhatsAppChannel: pacing, sending)
-//! └── OutboxDispatcher                                               (sends committed outbox rows)
+//! ├── OutboxDispatcher                                               (sends committed outbox rows)
+//! └── EventDispatcher                                                (background agents on CRM events)
 //! ```
 //!
 //! Restart policies, written where they are implemented and summarised in
@@ -25,6 +26,7 @@ mod agents;
 mod channels;
 mod conversation;
 mod conversations;
+mod events;
 mod outbox;
 mod root;
 
@@ -65,6 +67,10 @@ pub struct RuntimeConfig {
     pub pacing: Pacing,
     /// Splits replies for the channel's length limit.
     pub split: Splitter,
+    /// How often due CRM events are looked for (the background agents' work).
+    pub events_poll: Duration,
+    /// How long a claimed event is its process's before it is due again.
+    pub events_lease: Duration,
 }
 
 impl Default for RuntimeConfig {
@@ -81,6 +87,8 @@ impl Default for RuntimeConfig {
             recovery_interval: Duration::from_secs(30),
             recovery_min_age: Duration::from_secs(60),
             split: |text| vec![text.to_owned()],
+            events_poll: Duration::from_secs(1),
+            events_lease: Duration::from_secs(120),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! RootSupervisor and the [`Runtime`] handle.
 //!
 //! Restart policy: every child of the root (the conversation supervisor, the agent supervisor, the
-//! channel supervisor, the outbox dispatcher) that stops or fails is started again. A new conversation supervisor starts
+//! channel supervisor, the outbox dispatcher, the event dispatcher) that stops or fails is started
+//! again. A new conversation supervisor starts
 //! empty, so the root then redelivers every conversation with unprocessed messages from
 //! PostgreSQL — the same recovery that runs at start-up.
 
@@ -16,6 +17,7 @@ use sqlx::PgPool;
 use super::agents::{AgentSupervisor, AgentSupervisorArgs, AgentsHandle};
 use super::channels::{ChannelSupervisor, Routes};
 use super::conversations::{ConversationKey, ConversationSupervisor, SupervisorMsg};
+use super::events::EventDispatcher;
 use super::outbox::{DispatcherMsg, OutboxDispatcher};
 use super::{RuntimeConfig, RuntimeParts};
 use crate::error::{Error, Result};
@@ -151,6 +153,7 @@ enum Child {
     Agents,
     Channels,
     Outbox,
+    Events,
 }
 
 pub struct RootSupervisor;
@@ -190,6 +193,7 @@ impl Actor for RootSupervisor {
             Child::Channels,
             Child::Conversations,
             Child::Outbox,
+            Child::Events,
         ] {
             start_child(&myself, &mut state, child).await?;
         }
@@ -275,6 +279,16 @@ async fn start_child(
             )
             .await?;
             *state.shared.outbox.write().expect("outbox ref lock") = Some(actor.clone());
+            actor.get_id()
+        }
+        Child::Events => {
+            let (actor, _) = EventDispatcher::spawn_linked(
+                None,
+                EventDispatcher,
+                state.shared.clone(),
+                myself.get_cell(),
+            )
+            .await?;
             actor.get_id()
         }
     };

@@ -1,0 +1,214 @@
+//! The background agents at work: CRM changes made through the REST API become events, the
+//! scorer, router and deal coach react with their tools, and the effect is read back through the
+//! REST API. They never message a contact.
+
+use std::time::Duration;
+
+use api::auth::Role;
+use api::testkit::llm::Reply;
+use serde_json::{Value, json};
+
+use crate::agents::{agent_of, call, last_contact_text, sales_rep, tool_result};
+use crate::conversation::{Harness, harness_full, wait_for_count};
+
+/// A harness whose runtime takes up CRM events at once.
+async fn harness() -> Harness {
+    harness_full(
+        |_| {},
+        |parts| parts.config.events_poll = Duration::from_millis(100),
+    )
+    .await
+}
+
+async fn created(h: &Harness, token: &str, path: &str, body: Value) -> Value {
+    let r = h.app.send("post", path, Some(token), Some(&body)).await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    r.json().await.unwrap()
+}
+
+/// A lead captured by a rep (REST) is scored by the scorer from what is known — an Arabic budget
+/// in Eastern Arabic digits included; the score crosses the router's threshold while nobody owns
+/// the lead, so the router assigns it to a rep. Each reacted once, in an audited turn of its own,
+/// and nobody was messaged.
+#[tokio::test]
+async fn a_new_lead_is_scored_and_a_high_score_gets_it_routed_to_a_rep() {
+    let h = harness().await;
+    let rep = sales_rep(&h).await;
+    h.llm.respond_with(|req| {
+        let event = last_contact_text(req);
+        match (agent_of(req), tool_result(req)) {
+            ("scorer", None) => {
+                assert!(event.starts_with("CRM event: lead_updated"), "{event}");
+                assert!(
+                    event.contains("٢٠٠ ألف ريال"),
+                    "the scorer reads the lead: {event}"
+                );
+                Reply::ToolCalls(vec![call(
+                    "set_lead_score",
+                    json!({"score": 85, "reasons": [
+                        {"reason": "budget «٢٠٠ ألف ريال» fits", "points": 25},
+                        {"reason": "clear need: 24k bullion", "points": 30},
+                        {"reason": "decides alone", "points": 15},
+                        {"reason": "buys within a month", "points": 15}]}),
+                )])
+            }
+            ("router", None) => {
+                assert!(
+                    event.starts_with("CRM event: lead_score_crossed"),
+                    "{event}"
+                );
+                Reply::ToolCalls(vec![call(
+                    "assign_lead",
+                    json!({"reason": "score 85, Riyadh"}),
+                )])
+            }
+            ("scorer" | "router", Some(_)) => Reply::Text("done".into()),
+            (agent, result) => panic!("unexpected request for {agent}: {result:?}"),
+        }
+    });
+    let manager = h.app.token(h.tenant, Role::SalesManager);
+    let lead = created(
+        &h,
+        &manager,
+        "/api/v1/leads",
+        json!({"source": "web", "territory": "الرياض",
+               "qualification": {"need": "سبائك ذهب عيار ٢٤", "budget": "٢٠٠ ألف ريال",
+                                 "authority": "القرار له", "timeline": "خلال شهر"}}),
+    )
+    .await;
+    let id = lead["id"].as_str().unwrap().to_owned();
+    wait_for_count(
+        &h.app,
+        "SELECT count(*) FROM leads WHERE owner_user_id IS NOT NULL",
+        |n| n == 1,
+        "the router assigns the lead",
+    )
+    .await;
+
+    let lead = h
+        .app
+        .get_json(&format!("/api/v1/leads/{id}"), &manager)
+        .await;
+    assert_eq!(lead["score"], 85);
+    assert_eq!(
+        lead["score_reasons"][0]["reason"],
+        "budget «٢٠٠ ألف ريال» fits"
+    );
+    assert_eq!(lead["score_reasons"][0]["points"], 25);
+    assert_eq!(lead["owner_user_id"], rep.0.to_string());
+
+    // One audited turn per event, each action once under the event's key, nothing sent.
+    let turns: Vec<(String, Option<uuid::Uuid>)> =
+        sqlx::query_as("SELECT agent, conversation_id FROM ai_conversations ORDER BY created_at")
+            .fetch_all(&h.app.test_db.db().admin)
+            .await
+            .unwrap();
+    assert_eq!(
+        turns,
+        [("scorer".to_owned(), None), ("router".to_owned(), None)]
+    );
+    let keys: Vec<String> =
+        sqlx::query_scalar("SELECT idempotency_key FROM agent_actions ORDER BY created_at")
+            .fetch_all(&h.app.test_db.db().admin)
+            .await
+            .unwrap();
+    assert_eq!(keys.len(), 2);
+    assert!(keys.iter().all(|k| k.starts_with("event:")), "{keys:?}");
+    assert_eq!(
+        h.app
+            .count("SELECT count(*) FROM agent_events WHERE status <> 'done'")
+            .await,
+        0
+    );
+    // The scorer's own change (the score) is not a new "lead updated": it ran once.
+    assert_eq!(
+        h.app
+            .count("SELECT count(*) FROM agent_events WHERE agent = 'scorer'")
+            .await,
+        1
+    );
+    assert_eq!(h.app.count("SELECT count(*) FROM outbox").await, 0);
+    assert!(h.graph.delivered().is_empty());
+}
+
+/// A deal moved to another stage (REST) gets the deal coach's estimate and next step, visible on
+/// the deal; the stage stays where the rep put it.
+#[tokio::test]
+async fn a_deal_moved_to_another_stage_gets_the_coachs_estimate_and_next_step() {
+    let h = harness().await;
+    h.llm.respond_with(|req| {
+        let event = last_contact_text(req);
+        match (agent_of(req), tool_result(req)) {
+            ("deal_coach", None) => {
+                assert!(
+                    event.starts_with("CRM event: deal_stage_changed"),
+                    "{event}"
+                );
+                assert!(event.contains("\"to_stage\": \"negotiation\""), "{event}");
+                Reply::ToolCalls(vec![call(
+                    "update_deal",
+                    json!({"probability": 65,
+                           "next_step": "اتصل بالعميل لتأكيد سعر الغرام قبل الخميس"}),
+                )])
+            }
+            ("deal_coach", Some(_)) => Reply::Text("done".into()),
+            (agent, result) => panic!("unexpected request for {agent}: {result:?}"),
+        }
+    });
+    let manager = h.app.token(h.tenant, Role::SalesManager);
+    let stages = h.app.get_json("/api/v1/pipeline/stages", &manager).await;
+    let stage = |name: &str| {
+        stages["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let deal = created(
+        &h,
+        &manager,
+        "/api/v1/deals",
+        json!({"title": "سبائك ١ كغ", "amount_minor": 35_000_000, "currency": "SAR"}),
+    )
+    .await;
+    let id = deal["id"].as_str().unwrap().to_owned();
+    let r = h
+        .app
+        .send(
+            "patch",
+            &format!("/api/v1/deals/{id}"),
+            Some(&manager),
+            Some(&json!({"stage_id": stage("negotiation")})),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    wait_for_count(
+        &h.app,
+        "SELECT count(*) FROM deals WHERE win_probability IS NOT NULL",
+        |n| n == 1,
+        "the deal coach updates the deal",
+    )
+    .await;
+    let deal = h
+        .app
+        .get_json(&format!("/api/v1/deals/{id}"), &manager)
+        .await;
+    assert_eq!(deal["win_probability"], 65);
+    assert_eq!(
+        deal["next_step"],
+        "اتصل بالعميل لتأكيد سعر الغرام قبل الخميس"
+    );
+    assert_eq!(deal["stage_id"], stage("negotiation"));
+    assert_eq!(
+        h.app
+            .count(
+                "SELECT count(*) FROM agent_events WHERE agent = 'deal_coach' AND status = 'done'"
+            )
+            .await,
+        1
+    );
+}

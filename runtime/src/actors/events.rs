@@ -1,0 +1,130 @@
+//! EventDispatcher: runs the background agents on the CRM events that are due
+//! ([`crate::events`]). A timer wakes it; one sweep at a time takes up the due events, each in a
+//! task of its own that waits for a turn permit like a conversation's turn, runs the agent through
+//! its pool, and commits the outcome. A failure leaves the event due again later (and given up,
+//! with the admins told, after `events::MAX_ATTEMPTS`).
+//!
+//! Restart policy: the root restarts a failed dispatcher; an event whose task was lost is due
+//! again when its lease ends.
+
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+use super::agents::AgentFailure;
+use super::root::Shared;
+use crate::events;
+use crate::ids::TenantId;
+
+pub struct EventDispatcher;
+
+pub struct EventsState {
+    shared: Arc<Shared>,
+    sweeping: bool,
+}
+
+pub enum EventsMsg {
+    Wake,
+    SweepDone,
+}
+
+/// Events taken up per sweep round.
+const BATCH: usize = 32;
+
+impl Actor for EventDispatcher {
+    type Msg = EventsMsg;
+    type State = EventsState;
+    type Arguments = Arc<Shared>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<EventsMsg>,
+        shared: Arc<Shared>,
+    ) -> Result<EventsState, ActorProcessingErr> {
+        myself.send_interval(shared.config.events_poll, || EventsMsg::Wake);
+        let _ = myself.cast(EventsMsg::Wake);
+        Ok(EventsState {
+            shared,
+            sweeping: false,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<EventsMsg>,
+        msg: EventsMsg,
+        state: &mut EventsState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            EventsMsg::Wake if state.sweeping => {}
+            EventsMsg::Wake => {
+                state.sweeping = true;
+                let (shared, actor) = (state.shared.clone(), myself);
+                tokio::spawn(async move {
+                    if let Err(e) = sweep(&shared).await {
+                        tracing::warn!(error = %e, "the event sweep failed; retrying on the next tick");
+                    }
+                    let _ = actor.cast(EventsMsg::SweepDone);
+                });
+            }
+            EventsMsg::SweepDone => state.sweeping = false,
+        }
+        Ok(())
+    }
+}
+
+/// Claims every due event and runs each; returns when they are all done.
+async fn sweep(shared: &Arc<Shared>) -> crate::Result<()> {
+    loop {
+        let due = events::due(&shared.pool, BATCH).await?;
+        if due.is_empty() {
+            return Ok(());
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for (tenant, event) in due {
+            if !events::claim(&shared.pool, tenant, event, shared.config.events_lease).await? {
+                continue;
+            }
+            let shared = shared.clone();
+            tasks.spawn(async move { run(&shared, tenant, event).await });
+        }
+        while let Some(done) = tasks.join_next().await {
+            if let Err(e) = done {
+                tracing::error!(error = %e, "an event task failed");
+            }
+        }
+    }
+}
+
+/// One event: its turn, run by the agent's pool and committed; a failure recorded on the event.
+async fn run(shared: &Shared, tenant: TenantId, event: uuid::Uuid) {
+    let Ok(_permit) = shared.turn_permits.acquire().await else {
+        return;
+    };
+    let result = async {
+        let Some(input) = events::load_input(&shared.pool, tenant, event).await? else {
+            return Ok(());
+        };
+        let outcome = shared
+            .agents
+            .run(input.clone())
+            .await
+            .map_err(|e| match e {
+                AgentFailure::Turn(e) => crate::Error::Unavailable(e.to_string()),
+                AgentFailure::Crashed(e) => crate::Error::Unavailable(e),
+            })?;
+        match events::apply(&shared.pool, &input, &outcome, shared.actions.as_deref()).await {
+            Err(crate::Error::Conflict(_)) => Ok(()),
+            other => other,
+        }
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(%event, error = %e, "a background agent's event failed");
+        match events::failed(&shared.pool, tenant, event, &e.to_string()).await {
+            Ok(true) => tracing::error!(%event, "event given up; the tenant's admins were told"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(%event, error = %e, "could not record the event's failure"),
+        }
+    }
+}
