@@ -22,6 +22,7 @@ pub const SUPPORTED: &[&str] = &[
     "set_lead_score",
     "assign_lead",
     "update_deal",
+    "create_task",
     "create_deal",
     "find_slots",
     "book_meeting",
@@ -107,6 +108,7 @@ impl ActionHandler for CrmActions {
                 "set_qualification" => set_qualification(tx, ctx, args).await,
                 "set_lead_score" => set_lead_score(tx, ctx, args).await,
                 "update_deal" => update_deal(tx, ctx, args).await,
+                "create_task" => create_task(tx, ctx, args).await,
                 "assign_lead" => assign_lead(tx, ctx).await,
                 "create_deal" => create_deal(tx, ctx, args).await,
                 "book_meeting" => book_meeting(tx, ctx, args).await,
@@ -378,6 +380,33 @@ async fn update_deal(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) ->
         json!({"deal": {"title": deal.title, "win_probability": deal.win_probability,
                         "next_step": deal.next_step}}),
     )
+}
+
+/// A task for the deal's owner: it reaches them as a notification (`kind` `task`), with the
+/// deal and the due date in its data.
+async fn create_task(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+    let deal = current_deal(tx, ctx).await?;
+    let owner = deal
+        .owner_user_id
+        .ok_or_else(|| refused("the deal has no owner to give a task to"))?;
+    let title = text(args, "title").unwrap_or("Follow up on the deal");
+    let due = text(args, "due_date");
+    let id: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO notifications (tenant_id, user_id, kind, title, body, data)
+         VALUES (wasit_current_tenant(), $1, 'task', left($2, 200), left($3, 2000),
+                 jsonb_build_object('deal_id', $4::uuid, 'due_date', $5::text, 'agent', $6::text))
+         RETURNING id",
+    )
+    .bind(owner)
+    .bind(title)
+    .bind(text(args, "notes"))
+    .bind(deal.id)
+    .bind(due)
+    .bind(ctx.agent)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(runtime::Error::from)?;
+    Ok(json!({"task": {"id": id, "title": title, "due_date": due, "for": "the deal's owner"}}))
 }
 
 async fn assign_lead(tx: &mut TenantTx, ctx: ActionContext<'_>) -> Outcome {

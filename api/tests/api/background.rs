@@ -132,10 +132,12 @@ async fn a_new_lead_is_scored_and_a_high_score_gets_it_routed_to_a_rep() {
 }
 
 /// A deal moved to another stage (REST) gets the deal coach's estimate and next step, visible on
-/// the deal; the stage stays where the rep put it.
+/// the deal, and a task for its owner, in their notifications; the stage stays where the rep put
+/// it.
 #[tokio::test]
 async fn a_deal_moved_to_another_stage_gets_the_coachs_estimate_and_next_step() {
     let h = harness().await;
+    let rep = sales_rep(&h).await;
     h.llm.respond_with(|req| {
         let event = last_contact_text(req);
         match (agent_of(req), tool_result(req)) {
@@ -145,11 +147,18 @@ async fn a_deal_moved_to_another_stage_gets_the_coachs_estimate_and_next_step() 
                     "{event}"
                 );
                 assert!(event.contains("\"to_stage\": \"negotiation\""), "{event}");
-                Reply::ToolCalls(vec![call(
-                    "update_deal",
-                    json!({"probability": 65,
-                           "next_step": "اتصل بالعميل لتأكيد سعر الغرام قبل الخميس"}),
-                )])
+                Reply::ToolCalls(vec![
+                    call(
+                        "update_deal",
+                        json!({"probability": 65,
+                               "next_step": "اتصل بالعميل لتأكيد سعر الغرام قبل الخميس"}),
+                    ),
+                    call(
+                        "create_task",
+                        json!({"title": "اتصال تأكيد السعر", "due_date": "2026-12-03",
+                               "notes": "العميل ينتظر تثبيت سعر الغرام"}),
+                    ),
+                ])
             }
             ("deal_coach", Some(_)) => Reply::Text("done".into()),
             (agent, result) => panic!("unexpected request for {agent}: {result:?}"),
@@ -172,7 +181,8 @@ async fn a_deal_moved_to_another_stage_gets_the_coachs_estimate_and_next_step() 
         &h,
         &manager,
         "/api/v1/deals",
-        json!({"title": "سبائك ١ كغ", "amount_minor": 35_000_000, "currency": "SAR"}),
+        json!({"title": "سبائك ١ كغ", "amount_minor": 35_000_000, "currency": "SAR",
+               "owner_user_id": rep.0}),
     )
     .await;
     let id = deal["id"].as_str().unwrap().to_owned();
@@ -203,6 +213,22 @@ async fn a_deal_moved_to_another_stage_gets_the_coachs_estimate_and_next_step() 
         "اتصل بالعميل لتأكيد سعر الغرام قبل الخميس"
     );
     assert_eq!(deal["stage_id"], stage("negotiation"));
+    let rep_token = h.app.keys.issue(
+        h.tenant,
+        Role::SalesRep,
+        &rep.0.to_string(),
+        time::Duration::minutes(10),
+    );
+    let notes = h.app.get_json("/api/v1/notifications", &rep_token).await;
+    let task = notes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["kind"] == "task")
+        .expect("the owner has the task");
+    assert_eq!(task["title"], "اتصال تأكيد السعر");
+    assert_eq!(task["data"]["deal_id"], id);
+    assert_eq!(task["data"]["due_date"], "2026-12-03");
     assert_eq!(
         h.app
             .count(
