@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
-use crate::repo::{commissions, contacts, deals, guarantees, leads, meetings};
+use crate::repo::{commissions, contacts, deals, guarantees, leads, meetings, proposals};
 
 /// The tools this handler implements. Agents are offered no other action or read tool.
 pub const SUPPORTED: &[&str] = &[
@@ -23,6 +23,8 @@ pub const SUPPORTED: &[&str] = &[
     "assign_lead",
     "update_deal",
     "create_task",
+    "create_proposal",
+    "send_proposal",
     "create_deal",
     "find_slots",
     "book_meeting",
@@ -109,6 +111,8 @@ impl ActionHandler for CrmActions {
                 "set_lead_score" => set_lead_score(tx, ctx, args).await,
                 "update_deal" => update_deal(tx, ctx, args).await,
                 "create_task" => create_task(tx, ctx, args).await,
+                "create_proposal" => create_proposal(tx, ctx, args).await,
+                "send_proposal" => send_proposal(tx, ctx).await,
                 "assign_lead" => assign_lead(tx, ctx).await,
                 "create_deal" => create_deal(tx, ctx, args).await,
                 "book_meeting" => book_meeting(tx, ctx, args).await,
@@ -407,6 +411,128 @@ async fn create_task(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) ->
     .await
     .map_err(runtime::Error::from)?;
     Ok(json!({"task": {"id": id, "title": title, "due_date": due, "for": "the deal's owner"}}))
+}
+
+/// A draft proposal on the contact's open deal, priced from the deal. A discount beyond the limit
+/// of the deal's owner (their sales profile; 5 % without one; none without an owner) waits for a
+/// manager's approval, and the proposal cannot be sent until then.
+async fn create_proposal(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+    let deal = current_deal(tx, ctx).await.map_err(|_| {
+        refused("the contact has no open deal: the sales agent opens one with create_deal first")
+    })?;
+    let percent = args.get("discount_percent").and_then(Value::as_f64);
+    let discount_bps = percent
+        .map(|p| (p * 100.0).round())
+        .filter(|bps| (0.0..=10_000.0).contains(bps))
+        .map(|bps| bps as i32);
+    if percent.is_some() && discount_bps.is_none() {
+        return Err(refused("discount_percent is 0 to 100"));
+    }
+    let discount_minor = discount_bps.map_or(0, |bps| {
+        let exact = i128::from(deal.amount_minor) * i128::from(bps);
+        i64::try_from((exact + 5_000) / 10_000).unwrap_or(i64::MAX)
+    });
+    let proposal = proposals::create(
+        tx,
+        &proposals::NewProposal {
+            deal_id: deal.id,
+            title: text(args, "title").unwrap_or("عرض سعر").to_owned(),
+            content: text(args, "body").unwrap_or_default().to_owned(),
+            amount_minor: Some(deal.amount_minor - discount_minor),
+            currency: Some(deal.currency.clone()),
+            author_user_id: None,
+            author_agent: Some(ctx.agent.to_owned()),
+            discount_bps,
+        },
+    )
+    .await
+    .map_err(from_repo)?;
+    let view = json!({"title": proposal.title, "status": proposal.status,
+                      "amount": to_major(proposal.amount_minor.unwrap_or(0), &deal.currency),
+                      "currency": deal.currency, "discount_percent": percent});
+    let limit: i32 = match deal.owner_user_id {
+        None => 0,
+        Some(owner) => sqlx::query_scalar(
+            "SELECT max_discount_bps FROM rep_profiles WHERE tenant_id = wasit_current_tenant() AND user_id = $1",
+        )
+        .bind(owner)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(runtime::Error::from)?
+        .unwrap_or(crate::routes::leads::DEFAULT_MAX_DISCOUNT_BPS),
+    };
+    let Some(bps) = discount_bps.filter(|&bps| bps > limit) else {
+        return Ok(json!({ "proposal": view }));
+    };
+    sqlx::query(
+        "INSERT INTO approvals (tenant_id, kind, conversation_id, agent, tool, arguments, summary,
+                                subject_type, subject_id, amount_minor, currency)
+         VALUES (wasit_current_tenant(), 'discount', $1, $2, 'create_proposal', $3, left($4, 2000),
+                 'proposal', $5, $6, $7)",
+    )
+    .bind(ctx.conversation)
+    .bind(ctx.agent)
+    .bind(args)
+    .bind(format!(
+        "A discount of {}% ({} {}) on \"{}\", beyond the rep's limit of {}%",
+        f64::from(bps) / 100.0,
+        to_major(discount_minor, &deal.currency),
+        deal.currency,
+        deal.title,
+        f64::from(limit) / 100.0
+    ))
+    .bind(proposal.id)
+    .bind(discount_minor)
+    .bind(&deal.currency)
+    .execute(&mut **tx)
+    .await
+    .map_err(runtime::Error::from)?;
+    Ok(json!({"proposal": view, "discount": "pending_approval",
+              "note": "The discount is beyond the rep's limit: a manager must approve it before the proposal can be sent. Tell the contact the offer is being reviewed, not that the discount is granted."}))
+}
+
+/// Sends the latest draft proposal on the contact's deals, unless its discount still waits for
+/// (or was refused) approval.
+async fn send_proposal(tx: &mut TenantTx, ctx: ActionContext<'_>) -> Outcome {
+    let found: Option<(uuid::Uuid, Option<String>)> = sqlx::query_as(
+        "SELECT p.id,
+                (SELECT a.status FROM approvals a WHERE a.tenant_id = p.tenant_id
+                   AND a.subject_type = 'proposal' AND a.subject_id = p.id
+                 ORDER BY a.requested_at DESC LIMIT 1)
+         FROM proposals p JOIN deals d ON d.tenant_id = p.tenant_id AND d.id = p.deal_id
+         WHERE p.tenant_id = wasit_current_tenant() AND p.status = 'draft'
+           AND (d.id = $1 OR ($1 IS NULL AND d.contact_id = $2))
+         ORDER BY p.created_at DESC, p.id DESC LIMIT 1",
+    )
+    .bind(ctx.deal)
+    .bind(ctx.contact)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(runtime::Error::from)?;
+    let (id, approval) = found
+        .ok_or_else(|| refused("there is no draft proposal: write one with create_proposal"))?;
+    match approval.as_deref() {
+        Some("pending") => {
+            return Err(refused(
+                "its discount waits for a manager's approval: tell the contact the offer is being reviewed",
+            ));
+        }
+        Some("rejected") => {
+            return Err(refused(
+                "a manager refused its discount: write a new proposal without it (or with a smaller one)",
+            ));
+        }
+        _ => {}
+    }
+    let mut proposal = proposals::find(tx, id, true).await.map_err(from_repo)?;
+    proposal.status = proposals::ProposalStatus::Sent.as_str().to_owned();
+    let proposal = proposals::save(tx, &proposal).await.map_err(from_repo)?;
+    let currency = proposal.currency.clone().unwrap_or_default();
+    Ok(
+        json!({"proposal": {"title": proposal.title, "status": proposal.status,
+              "amount": to_major(proposal.amount_minor.unwrap_or(0), &currency), "currency": currency,
+              "content": proposal.content}}),
+    )
 }
 
 async fn assign_lead(tx: &mut TenantTx, ctx: ActionContext<'_>) -> Outcome {

@@ -1191,7 +1191,7 @@ pub const CATALOG: &[RouteSpec] = &[
         query: &[],
         object: Some("user"),
         example: Some(
-            |_| json!({"sectors": ["retail"], "territories": ["الرياض"], "accepts_leads": true}),
+            |_| json!({"sectors": ["retail"], "territories": ["الرياض"], "accepts_leads": true, "max_discount_bps": 300}),
         ),
     },
     RouteSpec {
@@ -1420,6 +1420,7 @@ fn components() -> Value {
                 "content": {"type": "string", "description": "Markdown"}, "amount_minor": {"type": ["integer", "null"]},
                 "currency": nullable_text, "status": {"$ref": "#/components/schemas/ProposalStatus"},
                 "author_user_id": nullable_uuid, "author_agent": nullable_text,
+                "discount_bps": {"type": ["integer", "null"], "description": "the discount in basis points (500 = 5 %); beyond the owner's limit it waits for an approval before sending"},
                 "sent_at": {"type": ["string", "null"], "format": "date-time"},
                 "decided_at": {"type": ["string", "null"], "format": "date-time"}, "created_at": time, "updated_at": time}},
             "CreateProposal": {"type": "object", "additionalProperties": false, "required": ["deal_id", "title", "content"], "properties": {
@@ -1513,7 +1514,7 @@ fn components() -> Value {
                 "kind": {"type": "string", "enum": ["refund", "guarantee_payout", "commission_change", "discount"]},
                 "status": {"$ref": "#/components/schemas/ApprovalStatus"}, "conversation_id": nullable_uuid,
                 "agent": {"type": "string"}, "tool": {"type": "string"}, "arguments": {"type": "object"},
-                "summary": {"type": "string"}, "subject_type": {"type": "string", "enum": ["guarantee_claim", "commission", "deal"]},
+                "summary": {"type": "string"}, "subject_type": {"type": "string", "enum": ["guarantee_claim", "commission", "deal", "proposal"]},
                 "subject_id": uuid, "amount_minor": {"type": ["integer", "null"]}, "currency": {"type": ["string", "null"]},
                 "requested_at": time, "decided_by_user_id": nullable_uuid,
                 "decided_at": {"type": ["string", "null"], "format": "date-time"}, "decision_note": {"type": ["string", "null"]}}},
@@ -1553,7 +1554,9 @@ fn components() -> Value {
                 "status": {"$ref": "#/components/schemas/DisputeStatus"}, "resolution": {"type": "string", "maxLength": 5000}}},
             "SalesProfile": {"type": "object", "additionalProperties": false, "properties": {
                 "sectors": {"type": "array", "items": {"type": "string"}}, "territories": {"type": "array", "items": {"type": "string"}},
-                "accepts_leads": {"type": "boolean", "default": true}}},
+                "accepts_leads": {"type": "boolean", "default": true},
+                "max_discount_bps": {"type": "integer", "minimum": 0, "maximum": 10000, "default": 500,
+                    "description": "the largest discount (basis points) an agent may put on this rep's deals without a manager's approval"}}},
             "CreateStage": {"type": "object", "additionalProperties": false, "required": ["name", "position", "probability"], "properties": {
                 "name": {"type": "string", "minLength": 1, "maxLength": 100}, "position": {"type": "integer", "minimum": 0},
                 "probability": {"type": "integer", "minimum": 0, "maximum": 100}, "kind": {"type": "string", "enum": ["open", "won", "lost"], "default": "open"}}},

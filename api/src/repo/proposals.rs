@@ -53,6 +53,8 @@ pub struct Proposal {
     pub status: String,
     pub author_user_id: Option<UserId>,
     pub author_agent: Option<String>,
+    /// The discount in basis points (500 = 5 %).
+    pub discount_bps: Option<i32>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub sent_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
@@ -64,7 +66,7 @@ pub struct Proposal {
 }
 
 const COLUMNS: &str = "id, deal_id, title, content, amount_minor, currency, status, author_user_id, \
-                       author_agent, sent_at, decided_at, created_at, updated_at";
+                       author_agent, discount_bps, sent_at, decided_at, created_at, updated_at";
 
 pub async fn find(tx: &mut TenantTx, id: uuid::Uuid, lock: bool) -> runtime::Result<Proposal> {
     let lock = if lock { " FOR UPDATE" } else { "" };
@@ -85,12 +87,16 @@ pub struct NewProposal {
     pub amount_minor: Option<i64>,
     pub currency: Option<String>,
     pub author_user_id: Option<UserId>,
+    /// The agent that wrote it, when an agent did.
+    pub author_agent: Option<String>,
+    pub discount_bps: Option<i32>,
 }
 
 pub async fn create(tx: &mut TenantTx, p: &NewProposal) -> runtime::Result<Proposal> {
     sqlx::query_as::<_, Proposal>(&format!(
-        "INSERT INTO proposals (tenant_id, deal_id, title, content, amount_minor, currency, author_user_id)
-         VALUES (wasit_current_tenant(), $1, $2, $3, $4, $5, $6)
+        "INSERT INTO proposals (tenant_id, deal_id, title, content, amount_minor, currency, author_user_id,
+                                author_agent, discount_bps)
+         VALUES (wasit_current_tenant(), $1, $2, $3, $4, $5, $6, $7, $8)
          RETURNING {COLUMNS}"
     ))
     .bind(p.deal_id)
@@ -99,6 +105,8 @@ pub async fn create(tx: &mut TenantTx, p: &NewProposal) -> runtime::Result<Propo
     .bind(p.amount_minor)
     .bind(&p.currency)
     .bind(p.author_user_id)
+    .bind(&p.author_agent)
+    .bind(p.discount_bps)
     .fetch_one(&mut **tx)
     .await
     .map_err(foreign_key_is_invalid)

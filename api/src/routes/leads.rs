@@ -295,10 +295,21 @@ pub struct SalesProfile {
     pub territories: Vec<String>,
     #[serde(default = "yes")]
     pub accepts_leads: bool,
+    /// The largest discount, in basis points, an agent may put on this rep's deals without a
+    /// manager's approval.
+    #[serde(default = "default_max_discount")]
+    pub max_discount_bps: i32,
 }
 
 fn yes() -> bool {
     true
+}
+
+/// 5 %: what a rep without a profile may give.
+pub const DEFAULT_MAX_DISCOUNT_BPS: i32 = 500;
+
+fn default_max_discount() -> i32 {
+    DEFAULT_MAX_DISCOUNT_BPS
 }
 
 /// `GET /users/{id}/sales-profile`: the sectors and territories a rep takes (empty: any).
@@ -311,19 +322,21 @@ pub async fn get_profile(
     let user: UserId = id.parse().map_err(|_| ApiError::NotFound("user"))?;
     let mut tx = auth.begin(&state.db).await?;
     crate::repo::users::find(&mut tx, user).await?;
-    let row: Option<(Vec<String>, Vec<String>, bool)> = sqlx::query_as(
-        "SELECT sectors, territories, accepts_leads FROM rep_profiles
+    let row: Option<(Vec<String>, Vec<String>, bool, i32)> = sqlx::query_as(
+        "SELECT sectors, territories, accepts_leads, max_discount_bps FROM rep_profiles
          WHERE tenant_id = wasit_current_tenant() AND user_id = $1",
     )
     .bind(user)
     .fetch_optional(&mut *tx)
     .await?;
     tx.commit().await?;
-    let (sectors, territories, accepts_leads) = row.unwrap_or((Vec::new(), Vec::new(), true));
+    let (sectors, territories, accepts_leads, max_discount_bps) =
+        row.unwrap_or((Vec::new(), Vec::new(), true, DEFAULT_MAX_DISCOUNT_BPS));
     Ok(Json(SalesProfile {
         sectors,
         territories,
         accepts_leads,
+        max_discount_bps,
     }))
 }
 
@@ -339,19 +352,26 @@ pub async fn set_profile(
     for label in req.sectors.iter().chain(&req.territories) {
         check_label("sectors and territories", Some(label))?;
     }
+    if !(0..=10_000).contains(&req.max_discount_bps) {
+        return Err(ApiError::Invalid(
+            "max_discount_bps is 0 to 10,000 (0 % to 100 %)".into(),
+        ));
+    }
     let mut tx = auth.begin(&state.db).await?;
     crate::repo::users::find(&mut tx, user).await?;
     sqlx::query(
-        "INSERT INTO rep_profiles (tenant_id, user_id, sectors, territories, accepts_leads)
-         VALUES (wasit_current_tenant(), $1, $2, $3, $4)
+        "INSERT INTO rep_profiles (tenant_id, user_id, sectors, territories, accepts_leads, max_discount_bps)
+         VALUES (wasit_current_tenant(), $1, $2, $3, $4, $5)
          ON CONFLICT (tenant_id, user_id) DO UPDATE
          SET sectors = EXCLUDED.sectors, territories = EXCLUDED.territories,
-             accepts_leads = EXCLUDED.accepts_leads, updated_at = now()",
+             accepts_leads = EXCLUDED.accepts_leads, max_discount_bps = EXCLUDED.max_discount_bps,
+             updated_at = now()",
     )
     .bind(user)
     .bind(&req.sectors)
     .bind(&req.territories)
     .bind(req.accepts_leads)
+    .bind(req.max_discount_bps)
     .execute(&mut *tx)
     .await?;
     audit::record_new(&mut tx, &auth, "update", "sales_profile", user.0, &req).await?;

@@ -107,6 +107,8 @@ pub async fn create(
         amount_minor: req.amount_minor,
         currency: req.currency,
         author_user_id: auth.user,
+        author_agent: None,
+        discount_bps: None,
     };
     let mut tx = auth.begin(&state.db).await?;
     let proposal = proposals::create(&mut tx, &new).await?;

@@ -29,6 +29,8 @@ pub(crate) fn agent_of(req: &Value) -> &'static str {
         ("أنت مختص معالجة الاعتراضات", "objection_handler"),
         ("أنت مسؤول استقطاب المسوقين", "affiliate_recruiter"),
         ("أنت مسؤول تهيئة المسوقين", "affiliate_onboarding"),
+        ("أنت كاتب العروض", "proposal_writer"),
+        ("أنت مدرب المسوقين", "affiliate_coach"),
         ("You score the leads", "scorer"),
         ("You assign the leads", "router"),
         ("You coach the sales team", "deal_coach"),
@@ -1107,4 +1109,142 @@ async fn an_objection_goes_to_the_objection_handler_and_back_to_sales() {
     assert_eq!(agents, ["sales", "objection_handler", "sales"]);
     let cited = &turns["items"][1]["tool_calls"][0]["result"]["results"][0]["citation"];
     assert_eq!(cited, "سياسة الأسعار › الأسعار › المصنعية");
+}
+
+/// The proposal writer drafts an offer from the contact's deal (routed by «عرض سعر»). Its 8 %
+/// discount is beyond the owner's 3 % limit: the proposal waits as a draft, a discount approval
+/// waits for a manager, and sending it is refused (the model is told, the contact hears it is
+/// under review). Approved, it is sent at the contact's next message.
+#[tokio::test]
+async fn a_discount_beyond_the_reps_limit_waits_for_approval_before_the_proposal_is_sent() {
+    let h = harness().await;
+    let rep = sales_rep(&h).await;
+    let manager = h.app.user_token(h.tenant, Role::SalesManager).await;
+    let r = h
+        .app
+        .send(
+            "put",
+            &format!("/api/v1/users/{}/sales-profile", rep.0),
+            Some(&manager),
+            Some(&json!({"max_discount_bps": 300})),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let phone = "966500000320";
+    let lead = qualified_lead(&h, phone, "فهد").await;
+    let lead = h
+        .app
+        .get_json(&format!("/api/v1/leads/{lead}"), &manager)
+        .await;
+    let r = h
+        .app
+        .send(
+            "post",
+            "/api/v1/deals",
+            Some(&manager),
+            Some(
+                &json!({"title": "سبائك ٥٠٠ غرام", "amount_minor": 15_000_000, "currency": "SAR",
+                          "lead_id": lead["id"], "contact_id": lead["contact_id"],
+                          "owner_user_id": rep.0}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let deal: Value = r.json().await.unwrap();
+    h.llm.respond_with(|req| {
+        let said = last_contact_text(req);
+        match (agent_of(req), tool_result(req)) {
+            ("proposal_writer", None) if said.contains("جاهز") => {
+                Reply::ToolCalls(vec![call("send_proposal", json!({}))])
+            }
+            ("proposal_writer", None) => Reply::ToolCalls(vec![
+                call(
+                    "create_proposal",
+                    json!({"title": "عرض سبائك ٥٠٠ غرام عيار ٢٤",
+                           "body": "## العرض\nسبائك ٥٠٠ غرام عيار ٢٤ مع شهادة وضمان.\nصالح لمدة ٣ أيام.",
+                           "discount_percent": 8}),
+                ),
+                call("send_proposal", json!({})),
+            ]),
+            ("proposal_writer", Some(result)) if result["result"]["proposal"]["status"] == "sent" => {
+                Reply::Text(format!(
+                    "أرسلت لك العرض: {} {}",
+                    result["result"]["proposal"]["amount"],
+                    result["result"]["proposal"]["currency"].as_str().unwrap()
+                ))
+            }
+            ("proposal_writer", Some(result)) => {
+                assert!(
+                    result["error"].as_str().unwrap_or_default().contains("approval"),
+                    "{result}"
+                );
+                Reply::Text("العرض قيد المراجعة وسأرسله لك قريبًا".into())
+            }
+            (agent, result) => panic!("unexpected request for {agent}: {result:?}"),
+        }
+    });
+    h.app
+        .post_whatsapp(&notification(&[text(
+            "p1",
+            phone,
+            "أرسل لي عرض سعر رسمي من فضلك",
+        )]))
+        .await;
+    h.graph.wait_for_delivered(1, WAIT).await;
+    assert_eq!(
+        h.graph.delivered()[0].body["text"]["body"],
+        "العرض قيد المراجعة وسأرسله لك قريبًا"
+    );
+    let proposals = h
+        .app
+        .get_json(
+            &format!("/api/v1/proposals?deal_id={}", deal["id"].as_str().unwrap()),
+            &manager,
+        )
+        .await;
+    let proposal = &proposals["items"][0];
+    assert_eq!(proposal["status"], "draft");
+    assert_eq!(proposal["discount_bps"], 800);
+    assert_eq!(proposal["amount_minor"], 13_800_000);
+    assert_eq!(proposal["author_agent"], "proposal_writer");
+    let pending = h
+        .app
+        .get_json("/api/v1/approvals?status=pending", &manager)
+        .await;
+    let approval = &pending["items"][0];
+    assert_eq!(approval["kind"], "discount");
+    assert_eq!(approval["subject_type"], "proposal");
+    assert_eq!(approval["subject_id"], proposal["id"]);
+    assert_eq!(approval["amount_minor"], 1_200_000);
+
+    let r = h
+        .app
+        .send(
+            "post",
+            &format!(
+                "/api/v1/approvals/{}/decision",
+                approval["id"].as_str().unwrap()
+            ),
+            Some(&manager),
+            Some(&json!({"approve": true})),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    h.app
+        .post_whatsapp(&notification(&[text("p2", phone, "هل العرض جاهز؟")]))
+        .await;
+    h.graph.wait_for_delivered(2, WAIT).await;
+    assert_eq!(
+        h.graph.delivered()[1].body["text"]["body"],
+        "أرسلت لك العرض: 138000.0 SAR"
+    );
+    let sent = h
+        .app
+        .get_json(
+            &format!("/api/v1/proposals/{}", proposal["id"].as_str().unwrap()),
+            &manager,
+        )
+        .await;
+    assert_eq!(sent["status"], "sent");
+    assert!(sent["sent_at"].is_string());
 }
