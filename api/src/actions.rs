@@ -25,6 +25,9 @@ pub const SUPPORTED: &[&str] = &[
     "create_task",
     "create_proposal",
     "send_proposal",
+    "get_affiliate_stats",
+    "calculate_commission",
+    "open_commission_dispute",
     "create_deal",
     "find_slots",
     "book_meeting",
@@ -113,6 +116,7 @@ impl ActionHandler for CrmActions {
                 "create_task" => create_task(tx, ctx, args).await,
                 "create_proposal" => create_proposal(tx, ctx, args).await,
                 "send_proposal" => send_proposal(tx, ctx).await,
+                "open_commission_dispute" => open_commission_dispute(tx, ctx, args).await,
                 "assign_lead" => assign_lead(tx, ctx).await,
                 "create_deal" => create_deal(tx, ctx, args).await,
                 "book_meeting" => book_meeting(tx, ctx, args).await,
@@ -142,6 +146,8 @@ impl ActionHandler for CrmActions {
             let mut tx = runtime::db::begin_tenant(pool, ctx.tenant).await?;
             let result = match tool {
                 "find_slots" => find_slots(&mut tx, ctx, arguments).await,
+                "get_affiliate_stats" => affiliate_stats(&mut tx, ctx, arguments).await,
+                "calculate_commission" => calculate_commission(&mut tx, ctx, arguments).await,
                 other => Err(refused(format!("{other} is not available"))),
             };
             tx.rollback().await.map_err(runtime::Error::from)?;
@@ -532,6 +538,153 @@ async fn send_proposal(tx: &mut TenantTx, ctx: ActionContext<'_>) -> Outcome {
         json!({"proposal": {"title": proposal.title, "status": proposal.status,
               "amount": to_major(proposal.amount_minor.unwrap_or(0), &currency), "currency": currency,
               "content": proposal.content}}),
+    )
+}
+
+/// The affiliate this contact is, or why the tool cannot run.
+async fn require_affiliate(
+    tx: &mut TenantTx,
+    ctx: ActionContext<'_>,
+) -> Result<commissions::Affiliate, ActionError> {
+    contact_affiliate(tx, ctx)
+        .await?
+        .ok_or_else(|| refused("this contact is not an affiliate"))
+}
+
+/// Amounts per currency, in major units: `{"SAR": 1234.5}`.
+fn by_currency(rows: &[(String, i64)]) -> Value {
+    Value::Object(
+        rows.iter()
+            .map(|(currency, minor)| (currency.clone(), json!(to_major(*minor, currency))))
+            .collect(),
+    )
+}
+
+/// The affiliate's figures over the last `days` (30 by default): leads referred, deals won and
+/// their value, commissions by status.
+async fn affiliate_stats(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+    let affiliate = require_affiliate(tx, ctx).await?;
+    let days = args
+        .get("days")
+        .and_then(Value::as_i64)
+        .unwrap_or(30)
+        .clamp(1, 366);
+    let (leads, won): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM leads WHERE tenant_id = wasit_current_tenant() AND affiliate_id = $1
+                   AND created_at >= now() - make_interval(days => $2)),
+                (SELECT count(*) FROM deals d JOIN pipeline_stages s ON s.tenant_id = d.tenant_id AND s.id = d.stage_id
+                  WHERE d.tenant_id = wasit_current_tenant() AND d.affiliate_id = $1 AND s.kind = 'won'
+                    AND d.closed_at >= now() - make_interval(days => $2))",
+    )
+    .bind(affiliate.id)
+    .bind(i32::try_from(days).unwrap_or(30))
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(runtime::Error::from)?;
+    let won_value: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT d.currency, sum(d.amount_minor)::bigint FROM deals d
+         JOIN pipeline_stages s ON s.tenant_id = d.tenant_id AND s.id = d.stage_id
+         WHERE d.tenant_id = wasit_current_tenant() AND d.affiliate_id = $1 AND s.kind = 'won'
+           AND d.closed_at >= now() - make_interval(days => $2)
+         GROUP BY d.currency ORDER BY d.currency",
+    )
+    .bind(affiliate.id)
+    .bind(i32::try_from(days).unwrap_or(30))
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(runtime::Error::from)?;
+    let earned: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT status, currency, sum(amount_minor)::bigint FROM commissions
+         WHERE tenant_id = wasit_current_tenant() AND affiliate_id = $1
+           AND created_at >= now() - make_interval(days => $2)
+         GROUP BY status, currency ORDER BY status, currency",
+    )
+    .bind(affiliate.id)
+    .bind(i32::try_from(days).unwrap_or(30))
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(runtime::Error::from)?;
+    let mut commissions_by_status = Map::new();
+    for status in ["pending", "approved", "paid"] {
+        let rows: Vec<(String, i64)> = earned
+            .iter()
+            .filter(|(s, ..)| s == status)
+            .map(|(_, c, m)| (c.clone(), *m))
+            .collect();
+        commissions_by_status.insert(status.into(), by_currency(&rows));
+    }
+    Ok(
+        json!({"affiliate": affiliate.display_name, "status": affiliate.status, "days": days,
+              "referred_leads": leads, "won_deals": won, "won_value": by_currency(&won_value),
+              "commissions": commissions_by_status}),
+    )
+}
+
+/// What the affiliate's commission rule pays on an amount.
+async fn calculate_commission(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+    let affiliate = require_affiliate(tx, ctx).await?;
+    let currency = text(args, "currency").unwrap_or("SAR");
+    let amount = to_minor(
+        args.get("amount").and_then(Value::as_f64).unwrap_or(0.0),
+        currency,
+    )?;
+    let rule = commissions::rule_for(tx, "affiliate", currency, Some(affiliate.id))
+        .await
+        .map_err(from_repo)?
+        .ok_or_else(|| refused(format!("no active affiliate commission rule in {currency}")))?;
+    let commission = commissions::commission_for(amount, &rule.tiers.0);
+    let tiers: Vec<Value> = rule
+        .tiers
+        .0
+        .iter()
+        .map(|t| json!({"from": to_major(t.from_minor, currency), "rate_percent": f64::from(t.rate_bps) / 100.0}))
+        .collect();
+    Ok(
+        json!({"rule": rule.name, "tiers": tiers, "amount": to_major(amount, currency),
+              "commission": to_major(commission, currency), "currency": currency}),
+    )
+}
+
+/// A dispute over the affiliate's latest commission, for a person to resolve.
+async fn open_commission_dispute(
+    tx: &mut TenantTx,
+    ctx: ActionContext<'_>,
+    args: &Value,
+) -> Outcome {
+    let affiliate = require_affiliate(tx, ctx).await?;
+    let latest: Option<(uuid::Uuid, i64, String, bool)> = sqlx::query_as(
+        "SELECT c.id, c.amount_minor, c.currency,
+                EXISTS (SELECT 1 FROM disputes d WHERE d.tenant_id = c.tenant_id AND d.subject_kind = 'commission'
+                          AND d.subject_id = c.id AND d.status <> 'resolved')
+         FROM commissions c WHERE c.tenant_id = wasit_current_tenant() AND c.affiliate_id = $1
+         ORDER BY c.created_at DESC, c.id DESC LIMIT 1",
+    )
+    .bind(affiliate.id)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(runtime::Error::from)?;
+    let (commission, amount, currency, open) =
+        latest.ok_or_else(|| refused("the affiliate has no commission to dispute"))?;
+    if open {
+        return Err(refused(
+            "a dispute about this commission is open already: a person is reviewing it",
+        ));
+    }
+    let id: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO disputes (tenant_id, subject_kind, subject_id, reason, raised_by_user_id, raised_by_role)
+         VALUES (wasit_current_tenant(), 'commission', $1, left($2, 5000), $3, 'affiliate')
+         RETURNING id",
+    )
+    .bind(commission)
+    .bind(text(args, "reason").unwrap_or_default())
+    .bind(affiliate.user_id)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(runtime::Error::from)?;
+    Ok(
+        json!({"dispute": {"id": id, "status": "open", "commission": to_major(amount, &currency),
+              "currency": currency},
+              "note": "A person reviews the dispute; tell the affiliate it is open, not that the amount changes."}),
     )
 }
 

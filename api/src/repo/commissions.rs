@@ -258,6 +258,27 @@ pub async fn list_rules(tx: &mut TenantTx) -> runtime::Result<Vec<Rule>> {
     .await?)
 }
 
+/// The rule that pays `beneficiary` (`affiliate` or `owner`) in `currency`: the active rule of
+/// that affiliate if there is one, else the latest active rule for every affiliate (or owner).
+pub async fn rule_for(
+    tx: &mut TenantTx,
+    beneficiary: &str,
+    currency: &str,
+    affiliate: Option<uuid::Uuid>,
+) -> runtime::Result<Option<Rule>> {
+    Ok(sqlx::query_as::<_, Rule>(&format!(
+        "SELECT {RULE} FROM commission_rules
+         WHERE tenant_id = wasit_current_tenant() AND active AND beneficiary = $1 AND currency = $2
+           AND (affiliate_id IS NULL OR affiliate_id = $3)
+         ORDER BY affiliate_id IS NULL, created_at DESC LIMIT 1"
+    ))
+    .bind(beneficiary)
+    .bind(currency)
+    .bind(affiliate)
+    .fetch_optional(&mut **tx)
+    .await?)
+}
+
 /// Computes the commissions of a deal that was just won (in this transaction): one line for its
 /// affiliate and one for its owner, each under the most specific active rule in the deal's
 /// currency. A line computed before is not computed again.
@@ -276,19 +297,11 @@ pub async fn on_deal_won(
         if affiliate.is_none() && user.is_none() {
             continue;
         }
-        let rule: Option<(uuid::Uuid, sqlx::types::Json<Vec<Tier>>)> = sqlx::query_as(
-            "SELECT id, tiers FROM commission_rules
-             WHERE tenant_id = wasit_current_tenant() AND active AND beneficiary = $1 AND currency = $2
-               AND (affiliate_id IS NULL OR affiliate_id = $3)
-             ORDER BY affiliate_id IS NULL, created_at DESC LIMIT 1",
-        )
-        .bind(beneficiary)
-        .bind(&deal.currency)
-        .bind(affiliate)
-        .fetch_optional(&mut **tx)
-        .await?;
-        let Some((rule, tiers)) = rule else { continue };
-        let amount = commission_for(deal.amount_minor, &tiers.0);
+        let Some(rule) = rule_for(tx, beneficiary, &deal.currency, affiliate).await? else {
+            continue;
+        };
+        let amount = commission_for(deal.amount_minor, &rule.tiers.0);
+        let rule = rule.id;
         lines += sqlx::query(
             "INSERT INTO commissions (tenant_id, deal_id, rule_id, affiliate_id, user_id, base_minor,
                                       amount_minor, currency, period)

@@ -31,6 +31,7 @@ pub(crate) fn agent_of(req: &Value) -> &'static str {
         ("أنت مسؤول تهيئة المسوقين", "affiliate_onboarding"),
         ("أنت كاتب العروض", "proposal_writer"),
         ("أنت مدرب المسوقين", "affiliate_coach"),
+        ("أنت مسؤول العمولات", "commission"),
         ("You score the leads", "scorer"),
         ("You assign the leads", "router"),
         ("You coach the sales team", "deal_coach"),
@@ -1247,4 +1248,130 @@ async fn a_discount_beyond_the_reps_limit_waits_for_approval_before_the_proposal
         .await;
     assert_eq!(sent["status"], "sent");
     assert!(sent["sent_at"].is_string());
+}
+
+/// An affiliate asks about commissions and performance: the commission agent computes what the
+/// tenant's rule pays on an amount (marginal tiers) and opens a dispute about their latest
+/// commission; the affiliate coach reads their figures. What they say matches the REST API.
+#[tokio::test]
+async fn an_affiliate_hears_their_commission_disputes_it_and_gets_coached() {
+    let h = harness().await;
+    let manager = h.app.token(h.tenant, Role::SalesManager);
+    let phone = "966500000330";
+    let post = async |path: &str, body: Value| -> Value {
+        let r = h.app.send("post", path, Some(&manager), Some(&body)).await;
+        assert_eq!(r.status(), 201, "{path}: {}", r.text().await.unwrap());
+        r.json().await.unwrap()
+    };
+    let contact = post(
+        "/api/v1/contacts",
+        json!({"display_name": "سلمان", "identities": [{"kind": "phone", "value": format!("+{phone}")}]}),
+    )
+    .await;
+    let affiliate = post(
+        "/api/v1/affiliates",
+        json!({"display_name": "سلمان", "contact_id": contact["id"]}),
+    )
+    .await;
+    post(
+        "/api/v1/commission-rules",
+        json!({"name": "المسوقون", "beneficiary": "affiliate", "currency": "SAR",
+               "tiers": [{"from_minor": 0, "rate_bps": 500}, {"from_minor": 10_000_000, "rate_bps": 700}]}),
+    )
+    .await;
+    // One deal the affiliate brought, won: 80,000 SAR at 5 % = 4,000 SAR.
+    let stages = h.app.get_json("/api/v1/pipeline/stages", &manager).await;
+    let won = stages["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "won")
+        .unwrap()["id"]
+        .clone();
+    let deal = post(
+        "/api/v1/deals",
+        json!({"title": "سبائك", "amount_minor": 8_000_000, "currency": "SAR", "affiliate_id": affiliate["id"]}),
+    )
+    .await;
+    let r = h
+        .app
+        .send(
+            "patch",
+            &format!("/api/v1/deals/{}", deal["id"].as_str().unwrap()),
+            Some(&manager),
+            Some(&json!({"stage_id": won})),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let commissions = h.app.get_json("/api/v1/commissions", &manager).await;
+    let commission = &commissions["items"][0];
+    assert_eq!(commission["amount_minor"], 400_000);
+
+    let stats: Arc<Mutex<Option<Value>>> = Arc::default();
+    let seen = stats.clone();
+    h.llm.respond_with(move |req| {
+        let said = last_contact_text(req);
+        match (agent_of(req), tool_result(req)) {
+            ("commission", None) if said.contains("اعتراض") => Reply::ToolCalls(vec![call(
+                "open_commission_dispute",
+                json!({"reason": "العمولة أقل من المتفق عليه: ٥٪ على ٨٠ ألف"}),
+            )]),
+            ("commission", None) => Reply::ToolCalls(vec![call(
+                "calculate_commission",
+                json!({"amount": 150_000, "currency": "SAR"}),
+            )]),
+            ("commission", Some(result)) if result.get("commission").is_some() => {
+                Reply::Text(format!("عمولتك: {} ريال", result["commission"]))
+            }
+            ("commission", Some(result)) => Reply::Text(format!(
+                "فتحت اعتراضًا على عمولة {} ريال",
+                result["result"]["dispute"]["commission"]
+            )),
+            ("affiliate_coach", None) => {
+                Reply::ToolCalls(vec![call("get_affiliate_stats", json!({"days": 30}))])
+            }
+            ("affiliate_coach", Some(result)) => {
+                *seen.lock().unwrap() = Some(result.clone());
+                Reply::Text(format!(
+                    "صفقات رابحة: {}، عمولات معلقة: {} ريال",
+                    result["won_deals"], result["commissions"]["pending"]["SAR"]
+                ))
+            }
+            (agent, result) => panic!("unexpected request for {agent}: {result:?}"),
+        }
+    });
+    let says = [
+        "كم عمولتي لو بعت سبائك بقيمة ١٥٠ ألف ريال؟",
+        "عمولتي عن الصفقة الأخيرة ناقصة، أريد فتح اعتراض",
+        "كيف أداء إحالاتي هذا الشهر؟",
+    ];
+    for (i, said) in says.iter().enumerate() {
+        h.app
+            .post_whatsapp(&notification(&[text(&format!("aff{i}"), phone, said)]))
+            .await;
+        h.graph.wait_for_delivered(i + 1, WAIT).await;
+    }
+    let sent: Vec<String> = h
+        .graph
+        .delivered()
+        .iter()
+        .map(|s| s.body["text"]["body"].as_str().unwrap().to_owned())
+        .collect();
+    // 150,000 SAR: 5 % of the first 100,000 and 7 % of the rest = 5,000 + 3,500.
+    assert_eq!(sent[0], "عمولتك: 8500.0 ريال");
+    assert_eq!(sent[1], "فتحت اعتراضًا على عمولة 4000.0 ريال");
+    assert_eq!(sent[2], "صفقات رابحة: 1، عمولات معلقة: 4000.0 ريال");
+
+    let disputes = h.app.get_json("/api/v1/disputes", &manager).await;
+    let dispute = &disputes["items"][0];
+    assert_eq!(dispute["subject_kind"], "commission");
+    assert_eq!(dispute["subject_id"], commission["id"]);
+    assert_eq!(
+        dispute["reason"],
+        "العمولة أقل من المتفق عليه: ٥٪ على ٨٠ ألف"
+    );
+    assert_eq!(dispute["status"], "open");
+    let stats = stats.lock().unwrap().clone().unwrap();
+    assert_eq!(stats["won_value"]["SAR"], 80_000.0);
+    assert_eq!(stats["affiliate"], "سلمان");
 }
