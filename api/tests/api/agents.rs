@@ -103,6 +103,38 @@ pub(crate) fn add_ramadan_offer(path: &std::path::Path) -> String {
     edited
 }
 
+/// The contact at `phone` writes each of `says` on WhatsApp, waiting for each answer; returns
+/// every text delivered to the contact so far.
+async fn converse(h: &Harness, phone: &str, says: &[&str]) -> Vec<String> {
+    let already = h.graph.delivered().len();
+    for (i, said) in says.iter().enumerate() {
+        let id = format!("{phone}-{}", already + i);
+        h.app
+            .post_whatsapp(&notification(&[text(&id, phone, said)]))
+            .await;
+        h.graph.wait_for_delivered(already + i + 1, WAIT).await;
+    }
+    h.graph
+        .delivered()
+        .iter()
+        .map(|s| s.body["text"]["body"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The id of the tenant's first pipeline stage whose `field` is `value` (e.g. `kind` `won`).
+pub(crate) async fn stage_where(h: &Harness, token: &str, field: &str, value: &str) -> String {
+    let stages = h.app.get_json("/api/v1/pipeline/stages", token).await;
+    stages["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s[field] == value)
+        .unwrap_or_else(|| panic!("a stage with {field} {value}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 async fn harness() -> Harness {
     harness_full(|_| {}, |_| {}).await
 }
@@ -196,18 +228,7 @@ async fn one_arabic_conversation_goes_from_intake_to_a_booked_meeting() {
         "ممكن نحدد موعد لزيارة المعرض؟",
         "الأول مناسب",
     ];
-    for (i, said) in says.iter().enumerate() {
-        h.app
-            .post_whatsapp(&notification(&[text(&format!("chain{i}"), phone, said)]))
-            .await;
-        h.graph.wait_for_delivered(i + 1, WAIT).await;
-    }
-    let sent: Vec<String> = h
-        .graph
-        .delivered()
-        .iter()
-        .map(|s| s.body["text"]["body"].as_str().unwrap().to_owned())
-        .collect();
+    let sent = converse(&h, phone, &says).await;
     assert_eq!(
         sent[0],
         "أهلًا عبدالله! كم الميزانية التقريبية، ومتى تنوي الشراء؟"
@@ -1280,14 +1301,7 @@ async fn an_affiliate_hears_their_commission_disputes_it_and_gets_coached() {
     )
     .await;
     // One deal the affiliate brought, won: 80,000 SAR at 5 % = 4,000 SAR.
-    let stages = h.app.get_json("/api/v1/pipeline/stages", &manager).await;
-    let won = stages["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["kind"] == "won")
-        .unwrap()["id"]
-        .clone();
+    let won = stage_where(&h, &manager, "kind", "won").await;
     let deal = post(
         "/api/v1/deals",
         json!({"title": "سبائك", "amount_minor": 8_000_000, "currency": "SAR", "affiliate_id": affiliate["id"]}),
@@ -1345,18 +1359,7 @@ async fn an_affiliate_hears_their_commission_disputes_it_and_gets_coached() {
         "عمولتي عن الصفقة الأخيرة ناقصة، أريد فتح اعتراض",
         "كيف أداء إحالاتي هذا الشهر؟",
     ];
-    for (i, said) in says.iter().enumerate() {
-        h.app
-            .post_whatsapp(&notification(&[text(&format!("aff{i}"), phone, said)]))
-            .await;
-        h.graph.wait_for_delivered(i + 1, WAIT).await;
-    }
-    let sent: Vec<String> = h
-        .graph
-        .delivered()
-        .iter()
-        .map(|s| s.body["text"]["body"].as_str().unwrap().to_owned())
-        .collect();
+    let sent = converse(&h, phone, &says).await;
     // 150,000 SAR: 5 % of the first 100,000 and 7 % of the rest = 5,000 + 3,500.
     assert_eq!(sent[0], "عمولتك: 8500.0 ريال");
     assert_eq!(sent[1], "فتحت اعتراضًا على عمولة 4000.0 ريال");

@@ -8,7 +8,7 @@ use api::auth::Role;
 use api::testkit::llm::Reply;
 use serde_json::{Value, json};
 
-use crate::agents::{agent_of, call, last_contact_text, sales_rep, tool_result};
+use crate::agents::{agent_of, call, last_contact_text, sales_rep, stage_where, tool_result};
 use crate::conversation::{Harness, harness_full, wait_for_count};
 
 /// A harness whose runtime takes up CRM events at once.
@@ -165,18 +165,7 @@ async fn a_deal_moved_to_another_stage_gets_the_coachs_estimate_and_next_step() 
         }
     });
     let manager = h.app.token(h.tenant, Role::SalesManager);
-    let stages = h.app.get_json("/api/v1/pipeline/stages", &manager).await;
-    let stage = |name: &str| {
-        stages["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["name"] == name)
-            .unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
+    let negotiation = stage_where(&h, &manager, "name", "negotiation").await;
     let deal = created(
         &h,
         &manager,
@@ -192,7 +181,7 @@ async fn a_deal_moved_to_another_stage_gets_the_coachs_estimate_and_next_step() 
             "patch",
             &format!("/api/v1/deals/{id}"),
             Some(&manager),
-            Some(&json!({"stage_id": stage("negotiation")})),
+            Some(&json!({"stage_id": negotiation})),
         )
         .await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
@@ -212,7 +201,7 @@ async fn a_deal_moved_to_another_stage_gets_the_coachs_estimate_and_next_step() 
         deal["next_step"],
         "اتصل بالعميل لتأكيد سعر الغرام قبل الخميس"
     );
-    assert_eq!(deal["stage_id"], stage("negotiation"));
+    assert_eq!(deal["stage_id"], negotiation);
     let rep_token = h.app.keys.issue(
         h.tenant,
         Role::SalesRep,
