@@ -28,6 +28,7 @@ pub const SUPPORTED: &[&str] = &[
     "get_affiliate_stats",
     "calculate_commission",
     "open_commission_dispute",
+    "write_forecast",
     "create_deal",
     "find_slots",
     "book_meeting",
@@ -117,6 +118,7 @@ impl ActionHandler for CrmActions {
                 "create_proposal" => create_proposal(tx, ctx, args).await,
                 "send_proposal" => send_proposal(tx, ctx).await,
                 "open_commission_dispute" => open_commission_dispute(tx, ctx, args).await,
+                "write_forecast" => write_forecast(tx, ctx, args).await,
                 "assign_lead" => assign_lead(tx, ctx).await,
                 "create_deal" => create_deal(tx, ctx, args).await,
                 "book_meeting" => book_meeting(tx, ctx, args).await,
@@ -538,6 +540,37 @@ async fn send_proposal(tx: &mut TenantTx, ctx: ActionContext<'_>) -> Outcome {
         json!({"proposal": {"title": proposal.title, "status": proposal.status,
               "amount": to_major(proposal.amount_minor.unwrap_or(0), &currency), "currency": currency,
               "content": proposal.content}}),
+    )
+}
+
+/// The forecaster's estimate for a month, kept beside the weighted pipeline.
+async fn write_forecast(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+    let period = text(args, "period").unwrap_or_default();
+    let first_day = time::Date::parse(
+        &format!("{period}-01"),
+        &time::format_description::well_known::Iso8601::DATE,
+    )
+    .map_err(|_| refused("period is a month, YYYY-MM"))?;
+    let currency = text(args, "currency").unwrap_or("SAR");
+    let amount = to_minor(
+        args.get("amount").and_then(Value::as_f64).unwrap_or(0.0),
+        currency,
+    )?;
+    sqlx::query(
+        "INSERT INTO forecasts (tenant_id, period, currency, amount_minor, reasons, agent, event_id)
+         VALUES (wasit_current_tenant(), $1, $2, $3, left($4, 2000), $5, $6)",
+    )
+    .bind(first_day)
+    .bind(currency)
+    .bind(amount)
+    .bind(text(args, "reasons").unwrap_or("—"))
+    .bind(ctx.agent)
+    .bind(ctx.event)
+    .execute(&mut **tx)
+    .await
+    .map_err(runtime::Error::from)?;
+    Ok(
+        json!({"forecast": {"period": period, "amount": to_major(amount, currency), "currency": currency}}),
     )
 }
 

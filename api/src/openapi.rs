@@ -1573,7 +1573,9 @@ fn components() -> Value {
             "Forecast": {"type": "object", "description": "Weighted amount = Σ(amount_minor × probability) / 100 per period and currency, rounded half away from zero once per row.",
                 "properties": {"items": {"type": "array", "items": {"type": "object", "properties": {
                 "period": {"type": "string", "format": "date"}, "currency": {"type": "string"}, "deals": {"type": "integer"},
-                "pipeline_minor": {"type": "integer"}, "weighted_minor": {"type": "integer"}}}}}},
+                "pipeline_minor": {"type": "integer"}, "weighted_minor": {"type": "integer"},
+                "agent_forecast": {"type": ["object", "null"], "description": "the forecaster agent's latest estimate for the month (monthly periods)",
+                    "properties": {"amount_minor": {"type": "integer"}, "reasons": {"type": "string"}, "created_at": time}}}}}}},
             "LlmUsage": {"type": "object", "description": "Costs are in millionths of a US dollar (cost_micros), from the price table (LLM_PRICES over built-in list prices); days are UTC.",
                 "properties": {"from": {"type": "string", "format": "date"}, "to": {"type": "string", "format": "date"},
                 "items": {"type": "array", "items": {"type": "object", "properties": {

@@ -1,4 +1,4 @@
-//! CRM events for the background agents (`scorer`, `router`, `deal_coach`).
+//! CRM events for the background agents (`scorer`, `router`, `deal_coach`, `forecaster`).
 //!
 //! Triggers on `leads` and `deals` write an `agent_events` row in the transaction of the change
 //! (see the migration `agent_events`), so an event exists exactly when its change committed,
@@ -34,6 +34,14 @@ pub async fn due(pool: &PgPool, limit: usize) -> Result<Vec<(TenantId, uuid::Uui
             .fetch_all(pool)
             .await?,
     )
+}
+
+/// Writes today's `forecast_due` event for every tenant with open deals (once per tenant and UTC
+/// day); returns how many it wrote.
+pub async fn schedule_forecasts(pool: &PgPool) -> Result<i32> {
+    Ok(sqlx::query_scalar("SELECT wasit_schedule_forecasts()")
+        .fetch_one(pool)
+        .await?)
 }
 
 /// Takes an event for `lease`: nobody else runs it meanwhile; if this process dies, it is due

@@ -353,6 +353,17 @@ pub struct ForecastRow {
     pub pipeline_minor: i64,
     /// Weighted by each stage's probability (see [`weighted`]).
     pub weighted_minor: i64,
+    /// The forecaster agent's latest estimate for the month, when there is one (monthly periods).
+    pub agent_forecast: Option<AgentForecast>,
+}
+
+/// What the forecaster agent expects a month to bring, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct AgentForecast {
+    pub amount_minor: i64,
+    pub reasons: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
 }
 
 /// Open deals expected to close in `[from, to)`, by `period` (`month` or `quarter`) and currency.
@@ -375,14 +386,36 @@ pub async fn forecast(
     .bind(period)
     .fetch_all(&mut **tx)
     .await?;
+    let estimates: Vec<(Date, String, i64, String, OffsetDateTime)> = if period == "month" {
+        sqlx::query_as(
+            "SELECT DISTINCT ON (period, currency) period, currency, amount_minor, reasons, created_at
+             FROM forecasts WHERE tenant_id = wasit_current_tenant() AND period >= $1 AND period < $2
+             ORDER BY period, currency, created_at DESC",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&mut **tx)
+        .await?
+    } else {
+        Vec::new()
+    };
     rows.into_iter()
         .map(|(period, currency, deals, pipeline, products)| {
+            let agent_forecast = estimates
+                .iter()
+                .find(|e| e.0 == period && e.1 == currency)
+                .map(|e| AgentForecast {
+                    amount_minor: e.2,
+                    reasons: e.3.clone(),
+                    created_at: e.4,
+                });
             Ok(ForecastRow {
                 period,
                 currency,
                 deals,
                 pipeline_minor: pipeline,
                 weighted_minor: to_minor(&products)?,
+                agent_forecast,
             })
         })
         .collect()

@@ -35,6 +35,7 @@ pub(crate) fn agent_of(req: &Value) -> &'static str {
         ("You score the leads", "scorer"),
         ("You assign the leads", "router"),
         ("You coach the sales team", "deal_coach"),
+        ("You forecast revenue", "forecaster"),
     ];
     openings
         .iter()

@@ -227,3 +227,74 @@ async fn a_deal_moved_to_another_stage_gets_the_coachs_estimate_and_next_step() 
         1
     );
 }
+
+/// Once a day each tenant with open deals gets a forecast event carrying the month's pipeline; the
+/// forecaster's estimate shows beside the weighted pipeline (REST). A second schedule the same day
+/// writes nothing.
+#[tokio::test]
+async fn the_daily_forecast_event_gets_the_forecasters_estimate() {
+    let h = harness().await;
+    let today = time::OffsetDateTime::now_utc().date();
+    let month = format!("{:04}-{:02}", today.year(), u8::from(today.month()));
+    let expected = month.clone();
+    h.llm.respond_with(move |req| {
+        let event = last_contact_text(req);
+        match (agent_of(req), tool_result(req)) {
+            ("forecaster", None) => {
+                assert!(event.starts_with("CRM event: forecast_due"), "{event}");
+                assert!(event.contains("سبائك ٢٥٠ غرام") && event.contains("طقم عيار ٢١"), "{event}");
+                Reply::ToolCalls(vec![call(
+                    "write_forecast",
+                    json!({"period": expected, "amount": 95_000, "currency": "SAR",
+                           "reasons": "صفقة السبائك في مرحلة التفاوض واحتمالها مرتفع؛ الطقم ما زال في التأهيل"}),
+                )])
+            }
+            ("forecaster", Some(_)) => Reply::Text("done".into()),
+            (agent, result) => panic!("unexpected request for {agent}: {result:?}"),
+        }
+    });
+    let manager = h.app.token(h.tenant, Role::SalesManager);
+    let close = format!("{month}-28");
+    for (title, amount) in [("سبائك ٢٥٠ غرام", 9_000_000), ("طقم عيار ٢١", 3_000_000)]
+    {
+        created(
+            &h,
+            &manager,
+            "/api/v1/deals",
+            json!({"title": title, "amount_minor": amount, "currency": "SAR", "expected_close_date": close}),
+        )
+        .await;
+    }
+    // The dispatcher's timer writes the day's events; here the test is the timer.
+    let pool = &h.app.test_db.db().app;
+    assert_eq!(runtime::events::schedule_forecasts(pool).await.unwrap(), 1);
+    wait_for_count(
+        &h.app,
+        "SELECT count(*) FROM forecasts",
+        |n| n == 1,
+        "the forecaster writes its forecast",
+    )
+    .await;
+    assert_eq!(runtime::events::schedule_forecasts(pool).await.unwrap(), 0);
+
+    let next = if today.month() == time::Month::December {
+        format!("{:04}-01-01", today.year() + 1)
+    } else {
+        format!("{:04}-{:02}-01", today.year(), u8::from(today.month()) + 1)
+    };
+    let forecast = h
+        .app
+        .get_json(
+            &format!("/api/v1/deals/forecast?from={month}-01&to={next}"),
+            &manager,
+        )
+        .await;
+    let row = &forecast["items"][0];
+    assert_eq!(row["currency"], "SAR");
+    assert_eq!(row["pipeline_minor"], 12_000_000);
+    assert_eq!(row["agent_forecast"]["amount_minor"], 9_500_000);
+    assert_eq!(
+        row["agent_forecast"]["reasons"],
+        "صفقة السبائك في مرحلة التفاوض واحتمالها مرتفع؛ الطقم ما زال في التأهيل"
+    );
+}

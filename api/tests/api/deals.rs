@@ -107,10 +107,10 @@ async fn forecast_and_summary_are_exact_in_minor_units() {
     assert_eq!(
         forecast["items"],
         json!([
-            {"period": "2026-12-01", "currency": "SAR", "deals": 3, "pipeline_minor": 1_234_905, "weighted_minor": 864_431},
-            {"period": "2026-12-01", "currency": "USD", "deals": 1, "pipeline_minor": 999_999, "weighted_minor": 400_000},
-            {"period": "2027-01-01", "currency": "SAR", "deals": 2, "pipeline_minor": 10, "weighted_minor": 1},
-            {"period": "2027-03-01", "currency": "SAR", "deals": 1, "pipeline_minor": 5, "weighted_minor": 1},
+            {"period": "2026-12-01", "currency": "SAR", "deals": 3, "pipeline_minor": 1_234_905, "weighted_minor": 864_431, "agent_forecast": null},
+            {"period": "2026-12-01", "currency": "USD", "deals": 1, "pipeline_minor": 999_999, "weighted_minor": 400_000, "agent_forecast": null},
+            {"period": "2027-01-01", "currency": "SAR", "deals": 2, "pipeline_minor": 10, "weighted_minor": 1, "agent_forecast": null},
+            {"period": "2027-03-01", "currency": "SAR", "deals": 1, "pipeline_minor": 5, "weighted_minor": 1, "agent_forecast": null},
         ])
     );
     let quarterly: Value = app
@@ -122,9 +122,9 @@ async fn forecast_and_summary_are_exact_in_minor_units() {
     assert_eq!(
         quarterly["items"],
         json!([
-            {"period": "2026-10-01", "currency": "SAR", "deals": 3, "pipeline_minor": 1_234_905, "weighted_minor": 864_431},
-            {"period": "2026-10-01", "currency": "USD", "deals": 1, "pipeline_minor": 999_999, "weighted_minor": 400_000},
-            {"period": "2027-01-01", "currency": "SAR", "deals": 3, "pipeline_minor": 15, "weighted_minor": 2},
+            {"period": "2026-10-01", "currency": "SAR", "deals": 3, "pipeline_minor": 1_234_905, "weighted_minor": 864_431, "agent_forecast": null},
+            {"period": "2026-10-01", "currency": "USD", "deals": 1, "pipeline_minor": 999_999, "weighted_minor": 400_000, "agent_forecast": null},
+            {"period": "2027-01-01", "currency": "SAR", "deals": 3, "pipeline_minor": 15, "weighted_minor": 2, "agent_forecast": null},
         ])
     );
 

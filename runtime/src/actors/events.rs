@@ -1,5 +1,6 @@
 //! EventDispatcher: runs the background agents on the CRM events that are due
-//! ([`crate::events`]). A timer wakes it; one sweep at a time takes up the due events, each in a
+//! ([`crate::events`]), and once a minute writes the scheduled ones (the forecaster's daily
+//! event per tenant). A timer wakes it; one sweep at a time takes up the due events, each in a
 //! task of its own that waits for a turn permit like a conversation's turn, runs the agent through
 //! its pool, and commits the outcome. A failure leaves the event due again later (and given up,
 //! with the admins told, after `events::MAX_ATTEMPTS`).
@@ -21,7 +22,12 @@ pub struct EventDispatcher;
 pub struct EventsState {
     shared: Arc<Shared>,
     sweeping: bool,
+    /// When the forecaster's daily events were last written.
+    scheduled: Option<std::time::Instant>,
 }
+
+/// How often the scheduled events (the forecaster's, once a day per tenant) are written.
+const SCHEDULE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub enum EventsMsg {
     Wake,
@@ -46,6 +52,7 @@ impl Actor for EventDispatcher {
         Ok(EventsState {
             shared,
             sweeping: false,
+            scheduled: None,
         })
     }
 
@@ -59,8 +66,21 @@ impl Actor for EventDispatcher {
             EventsMsg::Wake if state.sweeping => {}
             EventsMsg::Wake => {
                 state.sweeping = true;
+                let schedule = state
+                    .scheduled
+                    .is_none_or(|at| at.elapsed() >= SCHEDULE_EVERY);
+                if schedule {
+                    state.scheduled = Some(std::time::Instant::now());
+                }
                 let (shared, actor) = (state.shared.clone(), myself);
                 tokio::spawn(async move {
+                    if schedule {
+                        match events::schedule_forecasts(&shared.pool).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(tenants = n, "forecasts scheduled"),
+                            Err(e) => tracing::warn!(error = %e, "could not schedule forecasts"),
+                        }
+                    }
                     if let Err(e) = sweep(&shared).await {
                         tracing::warn!(error = %e, "the event sweep failed; retrying on the next tick");
                     }
