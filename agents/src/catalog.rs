@@ -174,7 +174,11 @@ pub const AGENTS: &[AgentSpec] = &[
         background: false,
         trigger: "deal won (background) / affiliate or rep asks",
         role: "calculate commissions by rule, explain them, open disputes",
-        tools: &["calculate_commission", "open_commission_dispute"],
+        tools: &[
+            "calculate_commission",
+            "open_commission_dispute",
+            "approve_commissions",
+        ],
         escalates_when: "dispute or amount over threshold (approval)",
     },
     AgentSpec {

@@ -274,6 +274,14 @@ pub const TOOLS: &[ToolDef] = &[
             "required": ["amount", "currency"], "additionalProperties": false}"#,
     },
     ToolDef {
+        name: "approve_commissions",
+        effect: Effect::Action,
+        description: "Review the won deal's commission lines: each up to its rule's approval threshold is approved; a larger one waits for a manager's approval.",
+        schema: r#"{"type": "object", "properties": {
+            "note": {"type": "string", "minLength": 1, "maxLength": 500, "description": "How the commissions follow from the rules"}},
+            "additionalProperties": false}"#,
+    },
+    ToolDef {
         name: "open_commission_dispute",
         effect: Effect::Action,
         description: "Open a dispute about one of this affiliate's commissions.",

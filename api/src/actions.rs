@@ -29,6 +29,7 @@ pub const SUPPORTED: &[&str] = &[
     "calculate_commission",
     "open_commission_dispute",
     "write_forecast",
+    "approve_commissions",
     "create_deal",
     "find_slots",
     "book_meeting",
@@ -119,6 +120,7 @@ impl ActionHandler for CrmActions {
                 "send_proposal" => send_proposal(tx, ctx).await,
                 "open_commission_dispute" => open_commission_dispute(tx, ctx, args).await,
                 "write_forecast" => write_forecast(tx, ctx, args).await,
+                "approve_commissions" => approve_commissions(tx, ctx, args).await,
                 "assign_lead" => assign_lead(tx, ctx).await,
                 "create_deal" => create_deal(tx, ctx, args).await,
                 "book_meeting" => book_meeting(tx, ctx, args).await,
@@ -541,6 +543,67 @@ async fn send_proposal(tx: &mut TenantTx, ctx: ActionContext<'_>) -> Outcome {
               "amount": to_major(proposal.amount_minor.unwrap_or(0), &currency), "currency": currency,
               "content": proposal.content}}),
     )
+}
+
+/// The commission agent's review of a won deal's lines (the event's deal): a line up to its
+/// rule's approval threshold is approved; a larger one (or any, under a rule without a
+/// threshold) waits for a manager's approval. Lines reviewed before are left alone.
+async fn approve_commissions(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+    let deal = ctx
+        .deal
+        .ok_or_else(|| refused("this reviews a won deal's commissions, on its event"))?;
+    let lines: Vec<(uuid::Uuid, i64, String, Option<i64>, bool)> = sqlx::query_as(
+        "SELECT c.id, c.amount_minor, c.currency, r.approval_threshold_minor,
+                EXISTS (SELECT 1 FROM approvals a WHERE a.tenant_id = c.tenant_id
+                          AND a.subject_type = 'commission' AND a.subject_id = c.id)
+         FROM commissions c JOIN commission_rules r ON r.tenant_id = c.tenant_id AND r.id = c.rule_id
+         WHERE c.tenant_id = wasit_current_tenant() AND c.deal_id = $1 AND c.status = 'pending'
+         ORDER BY c.created_at, c.id FOR UPDATE OF c",
+    )
+    .bind(deal)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(runtime::Error::from)?;
+    let note = text(args, "note").unwrap_or("");
+    let mut reviewed = Vec::new();
+    for (id, amount, currency, threshold, asked) in lines {
+        if asked {
+            continue;
+        }
+        let within = threshold.is_some_and(|t| amount <= t);
+        if within {
+            commissions::set_status(tx, id, "approved")
+                .await
+                .map_err(from_repo)?;
+        } else {
+            sqlx::query(
+                "INSERT INTO approvals (tenant_id, kind, conversation_id, agent, tool, arguments, summary,
+                                        subject_type, subject_id, amount_minor, currency)
+                 VALUES (wasit_current_tenant(), 'commission_change', NULL, $1, 'approve_commissions', $2,
+                         left($3, 2000), 'commission', $4, $5, $6)",
+            )
+            .bind(ctx.agent)
+            .bind(args)
+            .bind(format!(
+                "A commission of {} {currency} is over its rule's approval threshold. {note}",
+                to_major(amount, &currency)
+            ))
+            .bind(id)
+            .bind(amount)
+            .bind(&currency)
+            .execute(&mut **tx)
+            .await
+            .map_err(runtime::Error::from)?;
+        }
+        reviewed.push(
+            json!({"amount": to_major(amount, &currency), "currency": currency,
+                             "status": if within { "approved" } else { "pending_approval" }}),
+        );
+    }
+    if reviewed.is_empty() {
+        return Err(refused("the deal has no commission waiting for review"));
+    }
+    Ok(json!({ "commissions": reviewed }))
 }
 
 /// The forecaster's estimate for a month, kept beside the weighted pipeline.

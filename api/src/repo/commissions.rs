@@ -165,12 +165,15 @@ pub struct Rule {
     pub affiliate_id: Option<uuid::Uuid>,
     pub currency: String,
     pub tiers: sqlx::types::Json<Vec<Tier>>,
+    /// Lines up to this amount are approved by the commission agent; larger ones wait for a
+    /// manager. `None`: every line waits for a person.
+    pub approval_threshold_minor: Option<i64>,
     pub active: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
 
-const RULE: &str = "id, name, beneficiary, affiliate_id, currency, tiers, active, created_at";
+const RULE: &str = "id, name, beneficiary, affiliate_id, currency, tiers, approval_threshold_minor, active, created_at";
 
 pub async fn create_rule(
     tx: &mut TenantTx,
@@ -179,16 +182,19 @@ pub async fn create_rule(
     affiliate_id: Option<uuid::Uuid>,
     currency: &str,
     tiers: &[Tier],
+    approval_threshold_minor: Option<i64>,
 ) -> runtime::Result<Rule> {
     sqlx::query_as::<_, Rule>(&format!(
-        "INSERT INTO commission_rules (tenant_id, name, beneficiary, affiliate_id, currency, tiers)
-         VALUES (wasit_current_tenant(), $1, $2, $3, $4, $5) RETURNING {RULE}"
+        "INSERT INTO commission_rules (tenant_id, name, beneficiary, affiliate_id, currency, tiers,
+                                       approval_threshold_minor)
+         VALUES (wasit_current_tenant(), $1, $2, $3, $4, $5, $6) RETURNING {RULE}"
     ))
     .bind(name)
     .bind(beneficiary)
     .bind(affiliate_id)
     .bind(currency)
     .bind(sqlx::types::Json(tiers))
+    .bind(approval_threshold_minor)
     .fetch_one(&mut **tx)
     .await
     .map_err(foreign_key_is_invalid)

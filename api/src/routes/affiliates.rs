@@ -265,6 +265,9 @@ pub struct CreateRule {
     pub affiliate_id: Option<uuid::Uuid>,
     pub currency: String,
     pub tiers: Vec<Tier>,
+    /// Lines up to this amount (minor units) are approved by the commission agent when the deal
+    /// is won; larger ones wait for a manager. Absent: every line waits for a person.
+    pub approval_threshold_minor: Option<i64>,
 }
 
 pub async fn create_rule(
@@ -278,6 +281,11 @@ pub async fn create_rule(
     }
     super::check_currency(&req.currency)?;
     commissions::check_tiers(&req.tiers).map_err(ApiError::Invalid)?;
+    if req.approval_threshold_minor.is_some_and(|t| t < 0) {
+        return Err(ApiError::Invalid(
+            "approval_threshold_minor is 0 or more".into(),
+        ));
+    }
     let beneficiary = match req.beneficiary {
         Beneficiary::Affiliate => "affiliate",
         Beneficiary::Owner => {
@@ -297,6 +305,7 @@ pub async fn create_rule(
         req.affiliate_id,
         &req.currency,
         &req.tiers,
+        req.approval_threshold_minor,
     )
     .await?;
     audit::record_new(&mut tx, &auth, "create", "commission_rule", rule.id, &rule).await?;

@@ -136,6 +136,12 @@ pub async fn decide(
         )
         .await?;
     }
+    if req.approve && before.subject_type == "commission" {
+        // A commission over its rule's threshold: approving the request approves the line.
+        let line =
+            crate::repo::commissions::set_status(&mut tx, before.subject_id, "approved").await?;
+        audit::record_new(&mut tx, &auth, "approve", "commission", line.id, &line).await?;
+    }
     let after = approvals::decide(&mut tx, id, req.approve, user, req.note.as_deref()).await?;
     audit::record(&mut tx, &auth, "decide", "approval", id, &before, &after).await?;
     tx.commit().await?;

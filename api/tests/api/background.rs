@@ -298,3 +298,121 @@ async fn the_daily_forecast_event_gets_the_forecasters_estimate() {
         "صفقة السبائك في مرحلة التفاوض واحتمالها مرتفع؛ الطقم ما زال في التأهيل"
     );
 }
+
+/// A deal won (REST) gets its commission lines computed by rule; the commission agent reviews them
+/// on the event: the owner's line, within its rule's threshold, is approved; the affiliate's, over
+/// its threshold, waits for a manager, whose approval approves it.
+#[tokio::test]
+async fn a_won_deals_commissions_are_approved_within_the_threshold_and_wait_above_it() {
+    let h = harness().await;
+    let rep = sales_rep(&h).await;
+    h.llm.respond_with(|req| {
+        let event = last_contact_text(req);
+        match (agent_of(req), tool_result(req)) {
+            ("commission", None) => {
+                assert!(event.starts_with("CRM event: deal_won"), "{event}");
+                Reply::ToolCalls(vec![call(
+                    "approve_commissions",
+                    json!({"note": "٥٪ للمسوق و١٪ للمندوب على ١٠٠ ألف ريال"}),
+                )])
+            }
+            ("commission", Some(_)) => Reply::Text("done".into()),
+            (agent, result) => panic!("unexpected request for {agent}: {result:?}"),
+        }
+    });
+    let manager = h.app.user_token(h.tenant, Role::SalesManager).await;
+    let affiliate = created(
+        &h,
+        &manager,
+        "/api/v1/affiliates",
+        json!({"display_name": "نورة"}),
+    )
+    .await;
+    for rule in [
+        json!({"name": "المسوقون", "beneficiary": "affiliate", "currency": "SAR",
+               "tiers": [{"from_minor": 0, "rate_bps": 500}], "approval_threshold_minor": 300_000}),
+        json!({"name": "المندوبون", "beneficiary": "owner", "currency": "SAR",
+               "tiers": [{"from_minor": 0, "rate_bps": 100}], "approval_threshold_minor": 1_000_000}),
+    ] {
+        created(&h, &manager, "/api/v1/commission-rules", rule).await;
+    }
+    let deal = created(
+        &h,
+        &manager,
+        "/api/v1/deals",
+        json!({"title": "سبائك ١ كغ", "amount_minor": 10_000_000, "currency": "SAR",
+               "affiliate_id": affiliate["id"], "owner_user_id": rep.0}),
+    )
+    .await;
+    let won = stage_where(&h, &manager, "kind", "won").await;
+    let r = h
+        .app
+        .send(
+            "patch",
+            &format!("/api/v1/deals/{}", deal["id"].as_str().unwrap()),
+            Some(&manager),
+            Some(&json!({"stage_id": won})),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    wait_for_count(
+        &h.app,
+        "SELECT count(*) FROM agent_events WHERE agent = 'commission' AND status = 'done'",
+        |n| n == 1,
+        "the commission agent reviews the deal",
+    )
+    .await;
+
+    let statuses = async || -> Vec<(i64, String)> {
+        let list = h.app.get_json("/api/v1/commissions", &manager).await;
+        let mut lines: Vec<(i64, String)> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["amount_minor"].as_i64().unwrap(),
+                    c["status"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(
+        statuses().await,
+        [
+            (100_000, "approved".to_owned()),
+            (500_000, "pending".to_owned())
+        ]
+    );
+    let pending = h
+        .app
+        .get_json("/api/v1/approvals?status=pending", &manager)
+        .await;
+    let approval = &pending["items"][0];
+    assert_eq!(approval["kind"], "commission_change");
+    assert_eq!(approval["subject_type"], "commission");
+    assert_eq!(approval["amount_minor"], 500_000);
+    assert_eq!(approval["agent"], "commission");
+    let r = h
+        .app
+        .send(
+            "post",
+            &format!(
+                "/api/v1/approvals/{}/decision",
+                approval["id"].as_str().unwrap()
+            ),
+            Some(&manager),
+            Some(&json!({"approve": true})),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(
+        statuses().await,
+        [
+            (100_000, "approved".to_owned()),
+            (500_000, "approved".to_owned())
+        ]
+    );
+}
