@@ -136,6 +136,19 @@ pub(crate) async fn stage_where(h: &Harness, token: &str, field: &str, value: &s
         .to_owned()
 }
 
+/// A manager (by `token`) approves `approval` (as listed by `GET /api/v1/approvals`).
+pub(crate) async fn approve(h: &Harness, token: &str, approval: &Value) {
+    let path = format!(
+        "/api/v1/approvals/{}/decision",
+        approval["id"].as_str().unwrap()
+    );
+    let r = h
+        .app
+        .send("post", &path, Some(token), Some(&json!({"approve": true})))
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+}
+
 async fn harness() -> Harness {
     harness_full(|_| {}, |_| {}).await
 }
@@ -1240,19 +1253,7 @@ async fn a_discount_beyond_the_reps_limit_waits_for_approval_before_the_proposal
     assert_eq!(approval["subject_id"], proposal["id"]);
     assert_eq!(approval["amount_minor"], 1_200_000);
 
-    let r = h
-        .app
-        .send(
-            "post",
-            &format!(
-                "/api/v1/approvals/{}/decision",
-                approval["id"].as_str().unwrap()
-            ),
-            Some(&manager),
-            Some(&json!({"approve": true})),
-        )
-        .await;
-    assert_eq!(r.status(), 200);
+    approve(&h, &manager, approval).await;
     h.app
         .post_whatsapp(&notification(&[text("p2", phone, "هل العرض جاهز؟")]))
         .await;

@@ -8,7 +8,9 @@ use api::auth::Role;
 use api::testkit::llm::Reply;
 use serde_json::{Value, json};
 
-use crate::agents::{agent_of, call, last_contact_text, sales_rep, stage_where, tool_result};
+use crate::agents::{
+    agent_of, approve, call, last_contact_text, sales_rep, stage_where, tool_result,
+};
 use crate::conversation::{Harness, harness_full, wait_for_count};
 
 /// A harness whose runtime takes up CRM events at once.
@@ -395,19 +397,7 @@ async fn a_won_deals_commissions_are_approved_within_the_threshold_and_wait_abov
     assert_eq!(approval["subject_type"], "commission");
     assert_eq!(approval["amount_minor"], 500_000);
     assert_eq!(approval["agent"], "commission");
-    let r = h
-        .app
-        .send(
-            "post",
-            &format!(
-                "/api/v1/approvals/{}/decision",
-                approval["id"].as_str().unwrap()
-            ),
-            Some(&manager),
-            Some(&json!({"approve": true})),
-        )
-        .await;
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    approve(&h, &manager, approval).await;
     assert_eq!(
         statuses().await,
         [
