@@ -546,12 +546,18 @@ impl LlmAgent {
         let mut system = prompt
             .render(&json!({"tenant": input.tenant, "contact": input.contact, "history": input.history, "agent": input.agent, "lead": input.lead, "handoff": input.handoff}))
             .map_err(|e| TurnError::Permanent(e.to_string()))?;
-        if let Some(h) = &input.handoff {
+        match &input.handoff {
+            // A follow-up the agent scheduled is due: it writes first.
+            Some(h) if h.from == runtime::events::FOLLOW_UP_TIMER => system.push_str(&format!(
+                "\n\nA follow-up you scheduled is due: write to the contact first. Your note: {}.",
+                h.reason
+            )),
             // The next agent always learns why it has the conversation, whatever its template says.
-            system.push_str(&format!(
+            Some(h) => system.push_str(&format!(
                 "\n\nYou have just been given this conversation by the {} agent. Reason: {}. Continue it from where it is; do not greet the contact again.",
                 h.from, h.reason
-            ));
+            )),
+            None => {}
         }
         Ok(system)
     }

@@ -30,6 +30,7 @@ pub const SUPPORTED: &[&str] = &[
     "open_commission_dispute",
     "write_forecast",
     "approve_commissions",
+    "schedule_follow_up",
     "create_deal",
     "find_slots",
     "book_meeting",
@@ -41,6 +42,7 @@ pub const SUPPORTED: &[&str] = &[
     "issue_referral_code",
     "open_guarantee_claim",
     "request_refund",
+    "attach_evidence",
     "assign_conversation",
     "notify_rep",
 ];
@@ -121,6 +123,7 @@ impl ActionHandler for CrmActions {
                 "open_commission_dispute" => open_commission_dispute(tx, ctx, args).await,
                 "write_forecast" => write_forecast(tx, ctx, args).await,
                 "approve_commissions" => approve_commissions(tx, ctx, args).await,
+                "schedule_follow_up" => schedule_follow_up(tx, ctx, args).await,
                 "assign_lead" => assign_lead(tx, ctx).await,
                 "create_deal" => create_deal(tx, ctx, args).await,
                 "book_meeting" => book_meeting(tx, ctx, args).await,
@@ -132,6 +135,7 @@ impl ActionHandler for CrmActions {
                 "issue_referral_code" => issue_referral_code(tx, ctx).await,
                 "open_guarantee_claim" => open_claim(tx, ctx, args).await,
                 "request_refund" => request_refund(tx, ctx, args).await,
+                "attach_evidence" => attach_evidence(tx, ctx, args).await,
                 "assign_conversation" => assign_conversation(tx, ctx, args).await,
                 "notify_rep" => notify_rep(tx, ctx, args).await,
                 other => Err(refused(format!("{other} is not available"))),
@@ -604,6 +608,36 @@ async fn approve_commissions(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &V
         return Err(refused("the deal has no commission waiting for review"));
     }
     Ok(json!({ "commissions": reviewed }))
+}
+
+/// Comes back to the contact in `in_days` days unless they write first: one pending follow-up per
+/// conversation, a new one replacing it.
+async fn schedule_follow_up(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+    let conversation = ctx.conversation()?;
+    let days = args
+        .get("in_days")
+        .and_then(Value::as_i64)
+        .unwrap_or(3)
+        .clamp(1, 90);
+    let due: OffsetDateTime = sqlx::query_scalar(
+        "INSERT INTO follow_ups (tenant_id, conversation_id, due_at, note, agent)
+         VALUES (wasit_current_tenant(), $1, now() + make_interval(days => $2), $3, $4)
+         ON CONFLICT (tenant_id, conversation_id) WHERE status = 'pending'
+         DO UPDATE SET due_at = EXCLUDED.due_at, note = EXCLUDED.note, agent = EXCLUDED.agent
+         RETURNING due_at",
+    )
+    .bind(conversation)
+    .bind(i32::try_from(days).unwrap_or(3))
+    .bind(text(args, "note"))
+    .bind(ctx.agent)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(runtime::Error::from)?;
+    let due = due
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| refused(e.to_string()))?;
+    Ok(json!({"follow_up": {"due_at": due, "in_days": days},
+              "note": "Cancelled if the contact writes first."}))
 }
 
 /// The forecaster's estimate for a month, kept beside the weighted pipeline.
@@ -1170,8 +1204,11 @@ async fn open_claim(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> 
     )
 }
 
-/// Every refund waits for a person: the claim goes under review and an approval is opened.
-async fn request_refund(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+/// The contact's open (undecided) guarantee claim, locked.
+async fn open_claim_of(
+    tx: &mut TenantTx,
+    ctx: ActionContext<'_>,
+) -> Result<guarantees::Claim, ActionError> {
     let id: Option<uuid::Uuid> = sqlx::query_scalar(
         "SELECT id FROM guarantee_claims WHERE tenant_id = wasit_current_tenant() AND contact_id = $1
            AND status IN ('submitted', 'under_review') ORDER BY created_at DESC LIMIT 1",
@@ -1182,7 +1219,34 @@ async fn request_refund(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value)
     .map_err(runtime::Error::from)?;
     let id =
         id.ok_or_else(|| refused("the contact has no open guarantee claim: open one first"))?;
-    let mut claim = guarantees::find(tx, id, true).await.map_err(from_repo)?;
+    guarantees::find(tx, id, true).await.map_err(from_repo)
+}
+
+/// Evidence the contact gave (a description, a receipt number, a link), added to their open
+/// claim beside the files staff attach.
+async fn attach_evidence(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+    let mut claim = open_claim_of(tx, ctx).await?;
+    let added_at = OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| refused(e.to_string()))?;
+    let count = match claim.evidence.as_array_mut() {
+        Some(items) => {
+            items.push(
+                json!({"description": text(args, "description").unwrap_or_default(),
+                              "url": text(args, "url"), "added_by_agent": ctx.agent,
+                              "added_at": added_at}),
+            );
+            items.len()
+        }
+        None => return Err(refused("the claim's evidence cannot take more")),
+    };
+    guarantees::save(tx, &claim).await.map_err(from_repo)?;
+    Ok(json!({"claim": {"status": claim.status, "evidence_items": count}}))
+}
+
+/// Every refund waits for a person: the claim goes under review and an approval is opened.
+async fn request_refund(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+    let mut claim = open_claim_of(tx, ctx).await?;
     let amount = args.get("amount").and_then(Value::as_f64).unwrap_or(0.0);
     let minor = to_minor(amount, &claim.currency)?;
     if minor > claim.claimed_minor {

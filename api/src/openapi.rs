@@ -1456,6 +1456,7 @@ fn components() -> Value {
                 "channel": {"$ref": "#/components/schemas/Channel"}, "status": {"$ref": "#/components/schemas/ConversationStatus"},
                 "needs_human": {"type": "boolean"}, "owner_user_id": nullable_uuid, "active_agent": {"type": "string"},
                 "turns": {"type": "integer"}, "last_inbound_at": {"type": ["string", "null"], "format": "date-time"},
+                "next_follow_up_at": {"type": ["string", "null"], "format": "date-time", "description": "when a scheduled follow-up comes back to the contact, unless they write first"},
                 "created_at": time, "updated_at": time}},
             "ConversationPage": page("Conversation"),
             "Message": {"type": "object", "properties": {"id": uuid, "seq": {"type": "integer"},

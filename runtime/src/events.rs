@@ -20,6 +20,9 @@ use crate::turn::{
     TurnOutcome,
 };
 
+/// The `handoff.from` of a turn a due follow-up starts (`wasit_fire_follow_ups` writes it).
+pub const FOLLOW_UP_TIMER: &str = "follow_up_timer";
+
 /// Attempts after which an event is given up (`failed`) and an admin is told.
 pub const MAX_ATTEMPTS: i32 = 5;
 
@@ -42,6 +45,20 @@ pub async fn schedule_forecasts(pool: &PgPool) -> Result<i32> {
     Ok(sqlx::query_scalar("SELECT wasit_schedule_forecasts()")
         .fetch_one(pool)
         .await?)
+}
+
+/// Fires the follow-ups due now (at most `limit`): each conversation is handed to the follow-up
+/// agent (see the migration `follow_ups`); returns the conversations to run a turn for.
+pub async fn fire_follow_ups(
+    pool: &PgPool,
+    limit: usize,
+) -> Result<Vec<(TenantId, ContactId, crate::ConversationId)>> {
+    Ok(sqlx::query_as(
+        "SELECT tenant_id, contact_id, conversation_id FROM wasit_fire_follow_ups($1)",
+    )
+    .bind(i32::try_from(limit).unwrap_or(i32::MAX))
+    .fetch_all(pool)
+    .await?)
 }
 
 /// Takes an event for `lease`: nobody else runs it meanwhile; if this process dies, it is due

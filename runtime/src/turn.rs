@@ -645,7 +645,13 @@ pub async fn apply(
          marked AS (
              UPDATE messages SET processed_at = now()
              WHERE tenant_id = wasit_current_tenant() AND id = ANY($2) AND processed_at IS NULL
-             RETURNING id)
+             RETURNING id),
+         -- The contact wrote: a follow-up waiting for them is not needed (the turn may schedule
+         -- another).
+         cancelled AS (
+             UPDATE follow_ups SET status = 'cancelled', done_at = now()
+             WHERE tenant_id = wasit_current_tenant() AND conversation_id = $1 AND status = 'pending'
+               AND cardinality($2::uuid[]) > 0)
          SELECT conv.turn_seq, conv.owner_user_id, conv.status, conv.channel, conv.handoff_pending,
                 (SELECT count(*) FROM marked) AS marked,
                 (SELECT provider_message_id FROM messages

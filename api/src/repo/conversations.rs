@@ -20,6 +20,9 @@ pub struct Conversation {
     pub owner_user_id: Option<UserId>,
     pub active_agent: String,
     pub turns: i64,
+    /// When a scheduled follow-up comes back to the contact (if they do not write first).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub next_follow_up_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_inbound_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
@@ -30,8 +33,10 @@ pub struct Conversation {
 
 const SELECT: &str =
     "SELECT v.id, v.contact_id, c.display_name AS contact_name, v.channel, v.status,
-        v.needs_human, v.owner_user_id, v.active_agent, v.turn_seq AS turns, v.last_inbound_at,
-        v.created_at, v.updated_at
+        v.needs_human, v.owner_user_id, v.active_agent, v.turn_seq AS turns,
+        (SELECT f.due_at FROM follow_ups f WHERE f.tenant_id = v.tenant_id
+           AND f.conversation_id = v.id AND f.status = 'pending') AS next_follow_up_at,
+        v.last_inbound_at, v.created_at, v.updated_at
     FROM conversations v JOIN contacts c ON c.tenant_id = v.tenant_id AND c.id = v.contact_id";
 
 pub async fn find(tx: &mut TenantTx, id: ConversationId) -> runtime::Result<Conversation> {

@@ -589,6 +589,7 @@ async fn a_guarantee_claim_is_opened_and_its_refund_waits_for_approval() {
     h.llm.respond_with(|req| match (agent_of(req), tool_rounds(req)) {
         ("guarantee", 0) => Reply::ToolCalls(vec![
             call("open_guarantee_claim", json!({"description": "سبيكة ٥٠ غرام تبين أن عيارها أقل من ٢٤", "amount": 12500, "currency": "SAR"})),
+            call("attach_evidence", json!({"description": "فاتورة رقم ٤٥٧١ وتقرير فحص المختبر", "url": "https://example.com/lab/4571"})),
             call("request_refund", json!({"amount": 12500, "reason": "العيار أقل من المذكور في الشهادة"})),
         ]),
         ("guarantee", _) => Reply::Text("فتحنا مطالبتك، وطلب الاسترداد قيد المراجعة وسنبلغك بالنتيجة.".into()),
@@ -612,7 +613,7 @@ async fn a_guarantee_claim_is_opened_and_its_refund_waits_for_approval() {
         .fetch_one(&h.app.test_db.db().admin)
         .await
         .unwrap();
-    assert_eq!(results[1]["result"]["result"]["refund"], "pending_approval");
+    assert_eq!(results[2]["result"]["result"]["refund"], "pending_approval");
 
     let manager = h.app.token(h.tenant, Role::SalesManager);
     let claims = h.app.get_json("/api/v1/guarantee-claims", &manager).await;
@@ -620,6 +621,12 @@ async fn a_guarantee_claim_is_opened_and_its_refund_waits_for_approval() {
     assert_eq!(claim["status"], "under_review");
     assert_eq!(claim["claimed_minor"], 1_250_000);
     assert_eq!(claim["currency"], "SAR");
+    assert_eq!(
+        claim["evidence"][0]["description"],
+        "فاتورة رقم ٤٥٧١ وتقرير فحص المختبر"
+    );
+    assert_eq!(claim["evidence"][0]["url"], "https://example.com/lab/4571");
+    assert_eq!(claim["evidence"][0]["added_by_agent"], "guarantee");
     let (kind, status, amount, subject): (String, String, i64, uuid::Uuid) =
         sqlx::query_as("SELECT kind, status, amount_minor, subject_id FROM approvals")
             .fetch_one(&h.app.test_db.db().admin)

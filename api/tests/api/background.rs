@@ -9,9 +9,11 @@ use api::testkit::llm::Reply;
 use serde_json::{Value, json};
 
 use crate::agents::{
-    agent_of, approve, call, last_contact_text, sales_rep, stage_where, tool_result,
+    agent_of, approve, call, last_contact_text, sales_rep, stage_where, system_of, tool_result,
 };
-use crate::conversation::{Harness, harness_full, wait_for_count};
+use crate::conversation::{
+    Harness, WAIT, harness_full, notification, qualified_lead, text, wait_for_count,
+};
 
 /// A harness whose runtime takes up CRM events at once.
 async fn harness() -> Harness {
@@ -405,4 +407,100 @@ async fn a_won_deals_commissions_are_approved_within_the_threshold_and_wait_abov
             (500_000, "approved".to_owned())
         ]
     );
+}
+
+/// A contact who wants to think it over: sales hands them to the follow-up agent, which schedules
+/// a follow-up in three days (REST: the conversation's `next_follow_up_at`). When it is due, the
+/// follow-up agent writes to the contact on its own, with the note, and schedules one more; the
+/// contact writing first cancels that one.
+#[tokio::test]
+async fn a_scheduled_follow_up_comes_back_to_the_contact_unless_they_write_first() {
+    let h = harness().await;
+    let phone = "966500000340";
+    qualified_lead(&h, phone, "ريم").await;
+    h.llm.respond_with(|req| {
+        let said = last_contact_text(req);
+        let timer = system_of(req).contains("A follow-up you scheduled is due");
+        match (agent_of(req), tool_result(req)) {
+            ("scorer" | "router", _) => Reply::Text("-".into()),
+            ("sales", None) => Reply::ToolCalls(vec![call(
+                "handoff",
+                json!({"to_agent": "follow_up", "reason": "العميلة تريد التفكير قبل الشراء"}),
+            )]),
+            ("follow_up", None) if timer => {
+                assert!(
+                    system_of(req).contains("اسألها عن قرارها"),
+                    "the note is given"
+                );
+                Reply::ToolCalls(vec![call(
+                    "schedule_follow_up",
+                    json!({"in_days": 7, "note": "آخر متابعة"}),
+                )])
+            }
+            ("follow_up", Some(_)) if timer => {
+                Reply::Text("مرحبًا ريم، حبيت أطمن عليك بخصوص طقم عيار ٢١، هل ما زلتِ مهتمة؟".into())
+            }
+            ("follow_up", None) if said.contains("لسه") => {
+                Reply::Text("خذي راحتك يا ريم".into())
+            }
+            ("follow_up", None) => Reply::ToolCalls(vec![call(
+                "schedule_follow_up",
+                json!({"in_days": 3, "note": "اسألها عن قرارها بخصوص طقم عيار ٢١"}),
+            )]),
+            ("follow_up", Some(_)) => {
+                Reply::Text("تمام يا ريم، خذي وقتك وسأتواصل معك بعد ٣ أيام".into())
+            }
+            (agent, result) => panic!("unexpected request for {agent}: {result:?}"),
+        }
+    });
+    h.app
+        .post_whatsapp(&notification(&[text("f1", phone, "خليني أفكر وأرجع لك")]))
+        .await;
+    h.graph.wait_for_delivered(1, WAIT).await;
+    let manager = h.app.token(h.tenant, Role::SalesManager);
+    let list = h.app.get_json("/api/v1/conversations", &manager).await;
+    let conversation = &list["items"][0];
+    let due = time::OffsetDateTime::parse(
+        conversation["next_follow_up_at"]
+            .as_str()
+            .expect("a follow-up is scheduled"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let ahead = due - time::OffsetDateTime::now_utc();
+    assert!(
+        ahead > time::Duration::days(2) && ahead <= time::Duration::days(3),
+        "{ahead}"
+    );
+
+    // Three days pass.
+    sqlx::query("UPDATE follow_ups SET due_at = now() WHERE status = 'pending'")
+        .execute(&h.app.test_db.db().admin)
+        .await
+        .unwrap();
+    let sent = h.graph.wait_for_delivered(2, WAIT).await;
+    assert_eq!(
+        sent[1].body["text"]["body"],
+        "مرحبًا ريم، حبيت أطمن عليك بخصوص طقم عيار ٢١، هل ما زلتِ مهتمة؟"
+    );
+    assert_eq!(
+        h.app
+            .count("SELECT count(*) FROM follow_ups WHERE status = 'pending'")
+            .await,
+        1
+    );
+
+    // The contact answers before the next one: it is cancelled.
+    h.app
+        .post_whatsapp(&notification(&[text("f2", phone, "لسه ما قررت")]))
+        .await;
+    h.graph.wait_for_delivered(3, WAIT).await;
+    let statuses: Vec<String> =
+        sqlx::query_scalar("SELECT status FROM follow_ups ORDER BY created_at")
+            .fetch_all(&h.app.test_db.db().admin)
+            .await
+            .unwrap();
+    assert_eq!(statuses, ["done", "cancelled"]);
+    let list = h.app.get_json("/api/v1/conversations", &manager).await;
+    assert!(list["items"][0]["next_follow_up_at"].is_null());
 }

@@ -1,6 +1,6 @@
 //! EventDispatcher: runs the background agents on the CRM events that are due
-//! ([`crate::events`]), and once a minute writes the scheduled ones (the forecaster's daily
-//! event per tenant). A timer wakes it; one sweep at a time takes up the due events, each in a
+//! ([`crate::events`]), once a minute writes the scheduled ones (the forecaster's daily event
+//! per tenant), and hands conversations whose follow-up is due to the follow-up agent. A timer wakes it; one sweep at a time takes up the due events, each in a
 //! task of its own that waits for a turn permit like a conversation's turn, runs the agent through
 //! its pool, and commits the outcome. A failure leaves the event due again later (and given up,
 //! with the admins told, after `events::MAX_ATTEMPTS`).
@@ -13,6 +13,7 @@ use std::sync::Arc;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::agents::AgentFailure;
+use super::conversations::ConversationKey;
 use super::root::Shared;
 use crate::events;
 use crate::ids::TenantId;
@@ -81,6 +82,9 @@ impl Actor for EventDispatcher {
                             Err(e) => tracing::warn!(error = %e, "could not schedule forecasts"),
                         }
                     }
+                    if let Err(e) = fire_follow_ups(&shared).await {
+                        tracing::warn!(error = %e, "could not fire the follow-ups due");
+                    }
                     if let Err(e) = sweep(&shared).await {
                         tracing::warn!(error = %e, "the event sweep failed; retrying on the next tick");
                     }
@@ -90,6 +94,26 @@ impl Actor for EventDispatcher {
             EventsMsg::SweepDone => state.sweeping = false,
         }
         Ok(())
+    }
+}
+
+/// Hands every conversation whose follow-up is due to the follow-up agent, and asks it to answer.
+async fn fire_follow_ups(shared: &Shared) -> crate::Result<()> {
+    loop {
+        let due = events::fire_follow_ups(&shared.pool, BATCH).await?;
+        for &(tenant, contact, conversation) in &due {
+            let key = ConversationKey {
+                tenant,
+                contact,
+                conversation,
+            };
+            if !shared.deliver(key, 0) {
+                tracing::warn!(%conversation, "follow-up due: the conversation runs at recovery");
+            }
+        }
+        if due.len() < BATCH {
+            return Ok(());
+        }
     }
 }
 

@@ -110,6 +110,13 @@ impl Shared {
         }
     }
 
+    /// Asks the conversation to run a turn (a handoff waiting, messages unprocessed); `false` while
+    /// the supervisor is not running (recovery finds the conversation later).
+    pub(super) fn deliver(&self, key: ConversationKey, seq: i64) -> bool {
+        self.conversations()
+            .is_some_and(|s| s.cast(SupervisorMsg::Deliver { key, seq }).is_ok())
+    }
+
     fn conversations(&self) -> Option<ActorRef<SupervisorMsg>> {
         self.conversations
             .read()
