@@ -674,7 +674,7 @@ impl LlmAgent {
     /// Whether this agent can run `tool` now (its dependencies present).
     fn offers(&self, tool: &str) -> bool {
         match tools::find(tool).map(|t| t.effect) {
-            Some(Effect::Control) => true,
+            Some(Effect::Control | Effect::Message) => true,
             Some(Effect::Knowledge) => self.knowledge.is_some(),
             Some(Effect::Action | Effect::Read) => self
                 .actions
@@ -844,6 +844,26 @@ impl LlmAgent {
                     reason: text("reason"),
                 });
                 json!({"ok": true, "next_agent": to, "note": "The next agent answers the contact now. Do not reply."})
+            }
+            Some(Effect::Message) => {
+                if input.channel != "whatsapp" {
+                    return json!({"error": format!("templates are WhatsApp's; this conversation is on {}: write a reply instead", input.channel)});
+                }
+                let parameters = args
+                    .get("parameters")
+                    .and_then(Value::as_array)
+                    .map(|p| {
+                        p.iter()
+                            .filter_map(|v| v.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                actions.push(TurnAction::SendTemplate {
+                    template: text("template"),
+                    language: text("language"),
+                    parameters,
+                });
+                json!({"ok": true, "note": "The template is sent when this turn ends, before any reply."})
             }
             Some(Effect::Knowledge) => self.search_knowledge(input, &args).await,
             Some(Effect::Read) => {

@@ -19,6 +19,9 @@ pub enum Effect {
     Knowledge,
     /// Moves the conversation (`handoff`, `escalate`): handled by the agent itself.
     Control,
+    /// Sends the contact something besides the reply (`send_template`): committed and sent with
+    /// the turn's replies.
+    Message,
 }
 
 /// One tool.
@@ -153,7 +156,7 @@ pub const TOOLS: &[ToolDef] = &[
     },
     ToolDef {
         name: "send_template",
-        effect: Effect::Action,
+        effect: Effect::Message,
         description: "Send an approved WhatsApp template (required outside the 24-hour window).",
         schema: r#"{"type": "object", "properties": {
             "template": {"type": "string", "pattern": "^[a-z0-9_]{1,512}$"},

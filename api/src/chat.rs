@@ -320,6 +320,9 @@ impl Chat {
                 TurnAction::NotifyAdmins { title, .. } => {
                     eprintln!("  · the tenant's admins were told: {title}");
                 }
+                TurnAction::SendTemplate { template, .. } => {
+                    eprintln!("  · {agent} sent the WhatsApp template {template}");
+                }
             }
         }
         let mut out = std::io::stdout().lock();

@@ -259,6 +259,13 @@ pub async fn apply(
                     "a background agent cannot hand off: ignored"
                 );
             }
+            TurnAction::SendTemplate { template, .. } => {
+                tracing::warn!(
+                    agent = input.agent,
+                    template,
+                    "a background agent never messages a contact: template dropped"
+                );
+            }
         }
     }
     let a = &outcome.audit;

@@ -202,6 +202,13 @@ pub enum TurnAction {
     /// A change to the CRM through the action handler, applied once per (conversation, turn,
     /// call).
     Tool(crate::actions::ToolAction),
+    /// Sends an approved WhatsApp template (the only message allowed outside the 24-hour
+    /// window), before the turn's replies.
+    SendTemplate {
+        template: String,
+        language: String,
+        parameters: Vec<String>,
+    },
     /// Tells the tenant's admins, once per `key` (e.g. a budget reached today).
     NotifyAdmins {
         key: String,
@@ -712,23 +719,46 @@ pub async fn apply(
     let mut parts = Vec::new();
     if !suppressed {
         let recipient = recipient(identity.as_deref(), &channel)?;
+        // Templates first: outside the 24-hour window they are what reopens it.
+        let templates = outcome.actions.iter().filter_map(|a| match a {
+            TurnAction::SendTemplate {
+                template,
+                language,
+                parameters,
+            } => Some((
+                "template",
+                format!("[{template}] {}", parameters.join(" | ")),
+                json!({
+                    "type": "template",
+                    "to": recipient,
+                    "template": {"name": template, "language": language, "parameters": parameters},
+                    "channel_account_id": account_id,
+                }),
+            )),
+            _ => None,
+        });
         let texts = outcome
             .replies
             .iter()
             .flat_map(|r| split(r))
-            .filter(|p| !p.trim().is_empty());
-        for (i, body) in texts.enumerate() {
-            let payload = json!({
-                "type": "text",
-                "to": recipient,
-                "body": body,
-                "channel_account_id": account_id,
-                "reply_to": if i == 0 { reply_to.clone() } else { None },
+            .filter(|p| !p.trim().is_empty())
+            .enumerate()
+            .map(|(i, body)| {
+                let payload = json!({
+                    "type": "text",
+                    "to": recipient,
+                    "body": body,
+                    "channel_account_id": account_id,
+                    "reply_to": if i == 0 { reply_to.clone() } else { None },
+                });
+                ("text", body, payload)
             });
+        for (i, (kind, body, payload)) in templates.chain(texts).enumerate() {
             parts.push(Part {
                 message: MessageId(uuid::Uuid::new_v4()),
                 number: i32::try_from(i).unwrap_or(i32::MAX),
                 key: format!("{conversation}:{turn_seq}:{i}"),
+                kind,
                 body,
                 payload,
             });
@@ -795,6 +825,8 @@ pub async fn apply(
                     .execute(&mut *tx)
                     .await?;
             }
+            // Sent with the replies (above).
+            TurnAction::SendTemplate { .. } => {}
         }
     }
     // The fast path: when nothing earlier of this conversation is waiting to be sent, the rows
@@ -806,11 +838,11 @@ pub async fn apply(
     let a = &outcome.audit;
     let inserted: Vec<(uuid::Uuid, i32, MessageId)> = sqlx::query_as(
         "WITH part AS (
-             SELECT * FROM unnest($11::uuid[], $12::int[], $13::text[], $14::text[], $15::jsonb[])
-                 AS p(message_id, number, key, body, payload)),
+             SELECT * FROM unnest($11::uuid[], $12::int[], $13::text[], $14::text[], $15::jsonb[], $27::text[])
+                 AS p(message_id, number, key, body, payload, kind)),
          message AS (
              INSERT INTO messages (id, tenant_id, conversation_id, direction, channel, kind, body, status, processed_at)
-             SELECT p.message_id, wasit_current_tenant(), $1, 'outbound', $16, 'text', p.body, 'queued', now()
+             SELECT p.message_id, wasit_current_tenant(), $1, 'outbound', $16, p.kind, p.body, 'queued', now()
              FROM part p ORDER BY p.number
              RETURNING id),
          audit AS (
@@ -884,6 +916,7 @@ pub async fn apply(
     .bind(outcome.summary.as_ref().map(|s| s.through_seq))
     .bind(&a.prompt_path)
     .bind(a.prompt_body.as_deref())
+    .bind(parts.iter().map(|p| p.kind).collect::<Vec<_>>())
     .fetch_all(&mut *tx)
     .await?;
     let queued = lease.is_none() && !inserted.is_empty();
@@ -982,6 +1015,8 @@ struct Part {
     message: MessageId,
     number: i32,
     key: String,
+    /// `text`, or `template`.
+    kind: &'static str,
     body: String,
     payload: Value,
 }

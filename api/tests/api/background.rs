@@ -411,8 +411,9 @@ async fn a_won_deals_commissions_are_approved_within_the_threshold_and_wait_abov
 
 /// A contact who wants to think it over: sales hands them to the follow-up agent, which schedules
 /// a follow-up in three days (REST: the conversation's `next_follow_up_at`). When it is due, the
-/// follow-up agent writes to the contact on its own, with the note, and schedules one more; the
-/// contact writing first cancels that one.
+/// follow-up agent writes first, with the note: an approved WhatsApp template (what the Graph API
+/// accepts outside the 24-hour window) then a line, and schedules one more; the contact writing
+/// first cancels that one.
 #[tokio::test]
 async fn a_scheduled_follow_up_comes_back_to_the_contact_unless_they_write_first() {
     let h = harness().await;
@@ -432,10 +433,16 @@ async fn a_scheduled_follow_up_comes_back_to_the_contact_unless_they_write_first
                     system_of(req).contains("اسألها عن قرارها"),
                     "the note is given"
                 );
-                Reply::ToolCalls(vec![call(
-                    "schedule_follow_up",
-                    json!({"in_days": 7, "note": "آخر متابعة"}),
-                )])
+                Reply::ToolCalls(vec![
+                    call(
+                        "send_template",
+                        json!({"template": "follow_up_ar", "language": "ar", "parameters": ["ريم"]}),
+                    ),
+                    call(
+                        "schedule_follow_up",
+                        json!({"in_days": 7, "note": "آخر متابعة"}),
+                    ),
+                ])
             }
             ("follow_up", Some(_)) if timer => {
                 Reply::Text("مرحبًا ريم، حبيت أطمن عليك بخصوص طقم عيار ٢١، هل ما زلتِ مهتمة؟".into())
@@ -478,10 +485,25 @@ async fn a_scheduled_follow_up_comes_back_to_the_contact_unless_they_write_first
         .execute(&h.app.test_db.db().admin)
         .await
         .unwrap();
-    let sent = h.graph.wait_for_delivered(2, WAIT).await;
+    let sent = h.graph.wait_for_delivered(3, WAIT).await;
+    let template = &sent[1].body;
+    assert_eq!(template["type"], "template");
+    assert_eq!(template["to"], phone);
+    assert_eq!(template["template"]["name"], "follow_up_ar");
+    assert_eq!(template["template"]["language"]["code"], "ar");
     assert_eq!(
-        sent[1].body["text"]["body"],
+        template["template"]["components"][0]["parameters"][0],
+        json!({"type": "text", "text": "ريم"})
+    );
+    assert_eq!(
+        sent[2].body["text"]["body"],
         "مرحبًا ريم، حبيت أطمن عليك بخصوص طقم عيار ٢١، هل ما زلتِ مهتمة؟"
+    );
+    assert_eq!(
+        h.app
+            .count("SELECT count(*) FROM messages WHERE kind = 'template' AND status = 'sent'")
+            .await,
+        1
     );
     assert_eq!(
         h.app
@@ -494,7 +516,7 @@ async fn a_scheduled_follow_up_comes_back_to_the_contact_unless_they_write_first
     h.app
         .post_whatsapp(&notification(&[text("f2", phone, "لسه ما قررت")]))
         .await;
-    h.graph.wait_for_delivered(3, WAIT).await;
+    h.graph.wait_for_delivered(4, WAIT).await;
     let statuses: Vec<String> =
         sqlx::query_scalar("SELECT status FROM follow_ups ORDER BY created_at")
             .fetch_all(&h.app.test_db.db().admin)

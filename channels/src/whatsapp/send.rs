@@ -135,6 +135,36 @@ pub fn text_message(
     message
 }
 
+/// The Graph API body of an approved template `name` in `language` (e.g. `ar`), its body's
+/// `{{1}}`, `{{2}}`… filled with `parameters` in order.
+pub fn template_message(
+    to: &str,
+    name: &str,
+    language: &str,
+    parameters: &[&str],
+    callback_data: Option<&str>,
+) -> Value {
+    let mut template = json!({"name": name, "language": {"code": language}});
+    if !parameters.is_empty() {
+        let values: Vec<Value> = parameters
+            .iter()
+            .map(|p| json!({"type": "text", "text": p}))
+            .collect();
+        template["components"] = json!([{"type": "body", "parameters": values}]);
+    }
+    let mut message = json!({
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": to,
+        "type": "template",
+        "template": template,
+    });
+    if let Some(data) = callback_data {
+        message["biz_opaque_callback_data"] = json!(data);
+    }
+    message
+}
+
 /// Splits `text` into parts of at most `max` characters, preferring to break after a paragraph,
 /// then a line, then a sentence, then a word, and never inside a character.
 pub fn split_text(text: &str, max: usize) -> Vec<String> {
@@ -197,6 +227,29 @@ mod tests {
             classify(401, &err(190), None),
             SendError::Permanent { .. }
         ));
+    }
+
+    #[test]
+    fn a_template_fills_its_body_parameters_in_order() {
+        let m = template_message(
+            "966500000001",
+            "follow_up_ar",
+            "ar",
+            &["ريم", "طقم عيار ٢١"],
+            Some("k"),
+        );
+        assert_eq!(
+            m,
+            json!({"messaging_product": "whatsapp", "recipient_type": "individual",
+                   "to": "966500000001", "type": "template",
+                   "template": {"name": "follow_up_ar", "language": {"code": "ar"},
+                                "components": [{"type": "body", "parameters": [
+                                    {"type": "text", "text": "ريم"},
+                                    {"type": "text", "text": "طقم عيار ٢١"}]}]},
+                   "biz_opaque_callback_data": "k"})
+        );
+        let bare = template_message("966500000001", "hello_world", "en_US", &[], None);
+        assert!(bare["template"].get("components").is_none());
     }
 
     #[test]

@@ -4,7 +4,7 @@ use runtime::inbox::Channel;
 use runtime::outbox::{ChannelAccount, ChannelSender, SendFailure, SendFuture};
 use serde_json::Value;
 
-use super::send::{GraphClient, SendError, text_message};
+use super::send::{GraphClient, SendError, template_message, text_message};
 
 /// Sends outbox rows of the `whatsapp` channel through the Graph API.
 #[derive(Clone, Debug)]
@@ -38,13 +38,33 @@ impl ChannelSender for WhatsAppSender {
                     message: "payload without `to`".into(),
                 }
             })?;
-            let body = payload
-                .get("body")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let reply_to = payload.get("reply_to").and_then(Value::as_str);
             // The key comes back on status notifications, tying them to the outbox row.
-            let message = text_message(to, body, reply_to, Some(&idempotency_key));
+            let message = match payload.get("type").and_then(Value::as_str) {
+                Some("template") => {
+                    let t = &payload["template"];
+                    let parameters: Vec<&str> = t["parameters"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .collect();
+                    template_message(
+                        to,
+                        t["name"].as_str().unwrap_or_default(),
+                        t["language"].as_str().unwrap_or("ar"),
+                        &parameters,
+                        Some(&idempotency_key),
+                    )
+                }
+                _ => {
+                    let body = payload
+                        .get("body")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    let reply_to = payload.get("reply_to").and_then(Value::as_str);
+                    text_message(to, body, reply_to, Some(&idempotency_key))
+                }
+            };
             graph
                 .send(&account.address, token, &message)
                 .await
