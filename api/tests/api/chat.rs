@@ -241,3 +241,39 @@ async fn chat_usage_errors_say_what_to_fix() {
         0
     );
 }
+
+/// A tenant's overlay (`prompts/tenants/<slug>/<kind>.md`) shapes that tenant's agent only, and
+/// each turn records the file it used.
+#[tokio::test]
+async fn a_tenants_overlay_shapes_only_that_tenants_agent() {
+    let env = ChatEnv::new().await;
+    env.db.tenant("jeddah-jewels").await;
+    env.llm.respond_with(|_| Reply::Text("حاضر".into()));
+    for tenant in ["jeddah-jewels", "riyadh-gold"] {
+        let (code, out, err) = env
+            .run(&["--tenant", tenant, "--agent", "sales"], "أبغى شبكة\n")
+            .await;
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(out, ["sales: حاضر"]);
+    }
+    let requests = env.llm.requests();
+    assert!(system_of(&requests[0]).contains("محل مجوهرات في جدة"));
+    assert!(!system_of(&requests[1]).contains("جدة"));
+    let paths: Vec<(String, String)> = sqlx::query_as(
+        "SELECT t.slug, p.path FROM prompt_versions p JOIN tenants t ON t.id = p.tenant_id
+         ORDER BY t.slug",
+    )
+    .fetch_all(&env.db.db().admin)
+    .await
+    .unwrap();
+    assert_eq!(
+        paths,
+        [
+            (
+                "jeddah-jewels".to_owned(),
+                "tenants/jeddah-jewels/sales.md".to_owned()
+            ),
+            ("riyadh-gold".to_owned(), "sales.md".to_owned()),
+        ]
+    );
+}
