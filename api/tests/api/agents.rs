@@ -499,8 +499,18 @@ async fn a_turn_rerun_after_a_crash_applies_its_actions_once() {
         .post_whatsapp(&notification(&[text("c1", "966500000304", "تمام، نبدأ")]))
         .await;
     h.graph.wait_for_delivered(1, WAIT).await;
-    assert_eq!(h.llm.requests().len(), 4, "the turn ran twice");
-    assert_eq!(h.app.count("SELECT count(*) FROM deals").await, 1);
+    // The turn ran again after the crash (two model calls per run: the tool call, the reply);
+    // how many runs a restart takes is the runtime's business, what they apply is not.
+    assert!(h.llm.requests().len() >= 4, "the turn ran again");
+    // The sales agent's deal, once, on the contact's lead (REST).
+    let manager = h.app.token(h.tenant, Role::SalesManager);
+    let deals = h.app.get_json("/api/v1/deals", &manager).await;
+    let items = deals["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["title"], "سبائك");
+    assert_eq!(items[0]["amount_minor"], 8_000_000);
+    assert_eq!(items[0]["currency"], "SAR");
+    assert!(items[0]["lead_id"].is_string() && items[0]["contact_id"].is_string());
     assert_eq!(h.app.count("SELECT count(*) FROM agent_actions").await, 1);
     assert_eq!(
         h.app.count("SELECT count(*) FROM ai_conversations").await,

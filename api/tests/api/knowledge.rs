@@ -692,18 +692,37 @@ async fn the_knowledge_agent_takes_a_factual_question_and_cites_its_source() {
         .await;
     let sent = h.graph.wait_for_delivered(2, WAIT).await;
     assert_eq!(sent[1].body["text"]["body"], answer);
-    assert_eq!(
-        h.app
-            .count("SELECT count(*) FROM conversations WHERE active_agent = 'knowledge'")
-            .await,
-        1
-    );
-    let agents: Vec<String> =
-        sqlx::query_scalar("SELECT agent FROM ai_conversations ORDER BY turn_seq")
-            .fetch_all(&h.app.test_db.db().admin)
-            .await
-            .unwrap();
+    // Through the REST API: the conversation stays with the knowledge agent, and its audited
+    // turns show the search and the passage cited.
+    let manager = h.app.token(h.tenant, Role::SalesManager);
+    let conversations = h.app.get_json("/api/v1/conversations", &manager).await;
+    let conversation = &conversations["items"][0];
+    assert_eq!(conversation["active_agent"], "knowledge");
+    let turns = h
+        .app
+        .get_json(
+            &format!(
+                "/api/v1/conversations/{}/turns",
+                conversation["id"].as_str().unwrap()
+            ),
+            &manager,
+        )
+        .await;
+    let agents: Vec<&str> = turns["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["agent"].as_str().unwrap())
+        .collect();
     assert_eq!(agents, ["sales", "knowledge", "knowledge"]);
+    assert_eq!(
+        turns["items"][1]["tool_calls"][0]["name"],
+        "search_knowledge"
+    );
+    assert_eq!(
+        turns["items"][1]["tool_calls"][0]["result"]["results"][0]["citation"],
+        "التوصيل › التوصيل › الرسوم"
+    );
     // The knowledge agent was told why it has the conversation.
     let system = h.llm.requests()[1]["messages"][0]["content"]
         .as_str()
