@@ -149,6 +149,46 @@ pub(crate) async fn approve(h: &Harness, token: &str, approval: &Value) {
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
 }
 
+/// The tenant's first pending approval, as `GET /api/v1/approvals?status=pending` lists it.
+pub(crate) async fn pending_approval(h: &Harness, token: &str) -> Value {
+    let pending = h
+        .app
+        .get_json("/api/v1/approvals?status=pending", token)
+        .await;
+    pending["items"][0].clone()
+}
+
+/// Moves `deal` (as the REST API returned it) to the stage `stage_id`, as a rep would.
+pub(crate) async fn move_deal(h: &Harness, token: &str, deal: &Value, stage_id: &str) {
+    let r = h
+        .app
+        .send(
+            "patch",
+            &format!("/api/v1/deals/{}", deal["id"].as_str().unwrap()),
+            Some(token),
+            Some(&json!({ "stage_id": stage_id })),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+}
+
+/// The tenant's most recent conversation and its audited turns, through the REST API.
+pub(crate) async fn latest_conversation_turns(h: &Harness, token: &str) -> (Value, Value) {
+    let conversations = h.app.get_json("/api/v1/conversations", token).await;
+    let conversation = conversations["items"][0].clone();
+    let turns = h
+        .app
+        .get_json(
+            &format!(
+                "/api/v1/conversations/{}/turns",
+                conversation["id"].as_str().unwrap()
+            ),
+            token,
+        )
+        .await;
+    (conversation, turns)
+}
+
 async fn harness() -> Harness {
     harness_full(|_| {}, |_| {}).await
 }
@@ -655,11 +695,7 @@ async fn a_guarantee_claim_is_opened_and_its_refund_waits_for_approval() {
     // A manager sees it waiting and approves it: the claim is approved for that amount, with who
     // approved it; a rep may not decide; a decision is final.
     let manager = h.app.user_token(h.tenant, Role::SalesManager).await;
-    let pending = h
-        .app
-        .get_json("/api/v1/approvals?status=pending", &manager)
-        .await;
-    let approval = &pending["items"][0];
+    let approval = &pending_approval(&h, &manager).await;
     assert_eq!(approval["kind"], "refund");
     assert_eq!(approval["agent"], "guarantee");
     assert_eq!(approval["amount_minor"], 1_250_000);
@@ -1140,19 +1176,8 @@ async fn an_objection_goes_to_the_objection_handler_and_back_to_sales() {
     let sent = h.graph.wait_for_delivered(1, WAIT).await;
     assert_eq!(sent[0].body["text"]["body"], "يسعدني ذلك! هل نكمل الطلب؟");
     let manager = h.app.token(h.tenant, Role::SalesManager);
-    let conversations = h.app.get_json("/api/v1/conversations", &manager).await;
-    let conversation = &conversations["items"][0];
+    let (conversation, turns) = latest_conversation_turns(&h, &manager).await;
     assert_eq!(conversation["active_agent"], "sales");
-    let turns = h
-        .app
-        .get_json(
-            &format!(
-                "/api/v1/conversations/{}/turns",
-                conversation["id"].as_str().unwrap()
-            ),
-            &manager,
-        )
-        .await;
     let agents: Vec<&str> = turns["items"]
         .as_array()
         .unwrap()
@@ -1260,11 +1285,7 @@ async fn a_discount_beyond_the_reps_limit_waits_for_approval_before_the_proposal
     assert_eq!(proposal["discount_bps"], 800);
     assert_eq!(proposal["amount_minor"], 13_800_000);
     assert_eq!(proposal["author_agent"], "proposal_writer");
-    let pending = h
-        .app
-        .get_json("/api/v1/approvals?status=pending", &manager)
-        .await;
-    let approval = &pending["items"][0];
+    let approval = &pending_approval(&h, &manager).await;
     assert_eq!(approval["kind"], "discount");
     assert_eq!(approval["subject_type"], "proposal");
     assert_eq!(approval["subject_id"], proposal["id"]);
@@ -1326,16 +1347,7 @@ async fn an_affiliate_hears_their_commission_disputes_it_and_gets_coached() {
         json!({"title": "سبائك", "amount_minor": 8_000_000, "currency": "SAR", "affiliate_id": affiliate["id"]}),
     )
     .await;
-    let r = h
-        .app
-        .send(
-            "patch",
-            &format!("/api/v1/deals/{}", deal["id"].as_str().unwrap()),
-            Some(&manager),
-            Some(&json!({"stage_id": won})),
-        )
-        .await;
-    assert_eq!(r.status(), 200);
+    move_deal(&h, &manager, &deal, &won).await;
     let commissions = h.app.get_json("/api/v1/commissions", &manager).await;
     let commission = &commissions["items"][0];
     assert_eq!(commission["amount_minor"], 400_000);

@@ -9,7 +9,8 @@ use api::testkit::llm::Reply;
 use serde_json::{Value, json};
 
 use crate::agents::{
-    agent_of, approve, call, last_contact_text, sales_rep, stage_where, system_of, tool_result,
+    agent_of, approve, call, last_contact_text, move_deal, pending_approval, sales_rep,
+    stage_where, system_of, tool_result,
 };
 use crate::conversation::{
     Harness, WAIT, harness_full, notification, qualified_lead, text, wait_for_count,
@@ -179,16 +180,7 @@ async fn a_deal_moved_to_another_stage_gets_the_coachs_estimate_and_next_step() 
     )
     .await;
     let id = deal["id"].as_str().unwrap().to_owned();
-    let r = h
-        .app
-        .send(
-            "patch",
-            &format!("/api/v1/deals/{id}"),
-            Some(&manager),
-            Some(&json!({"stage_id": negotiation})),
-        )
-        .await;
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    move_deal(&h, &manager, &deal, &negotiation).await;
     wait_for_count(
         &h.app,
         "SELECT count(*) FROM deals WHERE win_probability IS NOT NULL",
@@ -349,16 +341,7 @@ async fn a_won_deals_commissions_are_approved_within_the_threshold_and_wait_abov
     )
     .await;
     let won = stage_where(&h, &manager, "kind", "won").await;
-    let r = h
-        .app
-        .send(
-            "patch",
-            &format!("/api/v1/deals/{}", deal["id"].as_str().unwrap()),
-            Some(&manager),
-            Some(&json!({"stage_id": won})),
-        )
-        .await;
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    move_deal(&h, &manager, &deal, &won).await;
     wait_for_count(
         &h.app,
         "SELECT count(*) FROM agent_events WHERE agent = 'commission' AND status = 'done'",
@@ -390,11 +373,7 @@ async fn a_won_deals_commissions_are_approved_within_the_threshold_and_wait_abov
             (500_000, "pending".to_owned())
         ]
     );
-    let pending = h
-        .app
-        .get_json("/api/v1/approvals?status=pending", &manager)
-        .await;
-    let approval = &pending["items"][0];
+    let approval = &pending_approval(&h, &manager).await;
     assert_eq!(approval["kind"], "commission_change");
     assert_eq!(approval["subject_type"], "commission");
     assert_eq!(approval["amount_minor"], 500_000);

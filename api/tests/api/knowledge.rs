@@ -695,19 +695,8 @@ async fn the_knowledge_agent_takes_a_factual_question_and_cites_its_source() {
     // Through the REST API: the conversation stays with the knowledge agent, and its audited
     // turns show the search and the passage cited.
     let manager = h.app.token(h.tenant, Role::SalesManager);
-    let conversations = h.app.get_json("/api/v1/conversations", &manager).await;
-    let conversation = &conversations["items"][0];
+    let (conversation, turns) = crate::agents::latest_conversation_turns(&h, &manager).await;
     assert_eq!(conversation["active_agent"], "knowledge");
-    let turns = h
-        .app
-        .get_json(
-            &format!(
-                "/api/v1/conversations/{}/turns",
-                conversation["id"].as_str().unwrap()
-            ),
-            &manager,
-        )
-        .await;
     let agents: Vec<&str> = turns["items"]
         .as_array()
         .unwrap()
