@@ -1261,18 +1261,8 @@ async fn a_discount_beyond_the_reps_limit_waits_for_approval_before_the_proposal
             (agent, result) => panic!("unexpected request for {agent}: {result:?}"),
         }
     });
-    h.app
-        .post_whatsapp(&notification(&[text(
-            "p1",
-            phone,
-            "أرسل لي عرض سعر رسمي من فضلك",
-        )]))
-        .await;
-    h.graph.wait_for_delivered(1, WAIT).await;
-    assert_eq!(
-        h.graph.delivered()[0].body["text"]["body"],
-        "العرض قيد المراجعة وسأرسله لك قريبًا"
-    );
+    let sent = converse(&h, phone, &["أرسل لي عرض سعر رسمي من فضلك"]).await;
+    assert_eq!(sent[0], "العرض قيد المراجعة وسأرسله لك قريبًا");
     let proposals = h
         .app
         .get_json(
@@ -1292,14 +1282,8 @@ async fn a_discount_beyond_the_reps_limit_waits_for_approval_before_the_proposal
     assert_eq!(approval["amount_minor"], 1_200_000);
 
     approve(&h, &manager, approval).await;
-    h.app
-        .post_whatsapp(&notification(&[text("p2", phone, "هل العرض جاهز؟")]))
-        .await;
-    h.graph.wait_for_delivered(2, WAIT).await;
-    assert_eq!(
-        h.graph.delivered()[1].body["text"]["body"],
-        "أرسلت لك العرض: 138000.0 SAR"
-    );
+    let sent = converse(&h, phone, &["هل العرض جاهز؟"]).await;
+    assert_eq!(sent[1], "أرسلت لك العرض: 138000.0 SAR");
     let sent = h
         .app
         .get_json(
