@@ -41,7 +41,7 @@ pub async fn runtime_parts(
         })?;
     }
     prompts.watch(agents::prompt::RELOAD_INTERVAL);
-    let llm = match runtime::llm::Llm::from_settings(settings).await {
+    let llm = match local_model::llm_from_settings(settings).await {
         Ok(llm) => {
             let provider = llm.provider();
             if provider.selects_models() {
@@ -119,7 +119,7 @@ pub async fn knowledge(
 ) -> anyhow::Result<knowledge_base::KnowledgeBase> {
     let llm = match &settings.embedding_model {
         Some(_) => Some(
-            runtime::llm::Llm::from_settings(settings)
+            local_model::llm_from_settings(settings)
                 .await
                 .context("EMBEDDING_MODEL is set but the LLM endpoint is not usable")?,
         ),

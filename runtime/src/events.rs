@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::ids::{ContactId, LeadId, MessageId, TenantId};
 use crate::turn::{
     ContactInfo, EventNote, HistoryItem, TenantInfo, TurnAction, TurnInput, TurnMessage,
-    TurnOutcome,
+    TurnOutcome, record,
 };
 
 /// The `handoff.from` of a turn a due follow-up starts (`wasit_fire_follow_ups` writes it).
@@ -268,40 +268,14 @@ pub async fn apply(
             }
         }
     }
-    let a = &outcome.audit;
-    sqlx::query(
-        "WITH audit AS (
-             INSERT INTO ai_conversations (tenant_id, event_id, turn_seq, agent, prompt_version, model,
-                                           tokens_in, tokens_out, latency_ms, tool_calls, outcome)
-             VALUES (wasit_current_tenant(), $1, 0, $2, $3, $4, $5, $6, $7, $8, $9)),
-         prompt AS (
-             INSERT INTO prompt_versions (tenant_id, version, agent, path, body)
-             SELECT wasit_current_tenant(), $3, $2, $12, $13 WHERE $13::text IS NOT NULL
-             ON CONFLICT (tenant_id, version) DO NOTHING)
-         INSERT INTO llm_usage AS u (tenant_id, day, agent, model, shard, calls, tokens_in, tokens_out, cost_micros)
-         SELECT wasit_current_tenant(), (now() AT TIME ZONE 'UTC')::date, $2, $4,
-                floor(random() * 16)::smallint, $10, $5, $6, $11
-         WHERE $10 > 0
-         ON CONFLICT (tenant_id, day, agent, model, shard) DO UPDATE
-             SET calls = u.calls + excluded.calls, tokens_in = u.tokens_in + excluded.tokens_in,
-                 tokens_out = u.tokens_out + excluded.tokens_out,
-                 cost_micros = u.cost_micros + excluded.cost_micros",
-    )
-    .bind(event.id)
-    .bind(&a.agent)
-    .bind(&a.prompt_version)
-    .bind(&a.model)
-    .bind(i32::try_from(a.tokens_in).unwrap_or(i32::MAX))
-    .bind(i32::try_from(a.tokens_out).unwrap_or(i32::MAX))
-    .bind(i32::try_from(a.latency_ms).unwrap_or(i32::MAX))
-    .bind(&a.tool_calls)
-    .bind(json!({"event": event.kind, "actions": outcome.actions, "replies_dropped": outcome.replies.len()}))
-    .bind(i64::from(a.calls))
-    .bind(a.cost_micros)
-    .bind(&a.prompt_path)
-    .bind(a.prompt_body.as_deref())
-    .execute(&mut *tx)
-    .await?;
+    let record = record::arguments(
+        record::Subject::Event(event.id),
+        &outcome.audit,
+        json!({"event": event.kind, "actions": outcome.actions, "replies_dropped": outcome.replies.len()}),
+    )?;
+    sqlx::query_with(&format!("SELECT FROM {}", record::CALL), record)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(())
 }

@@ -354,6 +354,6 @@ async fn the_embedded_model_answers_a_turn_offline() {
             .fetch_one(&h.app.test_db.db().admin)
             .await
             .unwrap();
-    assert_eq!(model, runtime::llm::local::MODEL_NAME);
+    assert_eq!(model, local_model::MODEL_NAME);
     assert!(tokens_out > 0);
 }

@@ -11,7 +11,7 @@ use tokio::task::AbortHandle;
 
 use super::agents::AgentFailure;
 use super::conversations::{ConversationKey, SupervisorMsg};
-use super::root::Shared;
+use super::shared::Shared;
 use crate::turn::{self, Skip, TurnError};
 
 pub struct ConversationActor;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
 use super::conversation::{ConversationActor, ConversationArgs, ConversationMsg};
-use super::root::Shared;
+use super::shared::Shared;
 use crate::ids::{ContactId, ConversationId, TenantId};
 use crate::turn;
 

@@ -14,7 +14,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::agents::AgentFailure;
 use super::conversations::ConversationKey;
-use super::root::Shared;
+use super::shared::Shared;
 use crate::events;
 use crate::ids::TenantId;
 

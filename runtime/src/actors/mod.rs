@@ -29,6 +29,7 @@ mod conversations;
 mod events;
 mod outbox;
 mod root;
+mod shared;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
-use super::root::Shared;
+use super::shared::Shared;
 use crate::outbox::{Claimed, Dispatch, Senders, send_claimed, sweep};
 
 pub struct OutboxDispatcher;

@@ -4,16 +4,15 @@
 //!   async-openai: tools (parallel calls included), streaming, a timeout per call, retries on
 //!   429/5xx/timeouts that honour `Retry-After` with capped, jittered backoff, and a circuit
 //!   breaker per endpoint ([`resilience`]); `/embeddings` through the same client.
-//! - [`local::LocalModel`]: the embedded development default when `LLM_BASE_URL` is unset,
-//!   SmolLM2-135M-Instruct run in process with candle on blocking threads, with tool calls made
-//!   well-formed by constrained decoding ([`grammar`]).
+//! - the embedded development default when `LLM_BASE_URL` is unset lives in its own crate
+//!   (`local-model`: SmolLM2-135M-Instruct run in process), with tool calls made well-formed by
+//!   constrained decoding against the grammar here ([`grammar`]).
 //!
 //! [`Llm`] is the handle agents hold: the provider plus the model choice (settings, then per
 //! tenant and per agent overrides) and its price table. [`tokens`] counts tokens the way the
 //! chosen model does and fits a turn's context into the model's window.
 
 pub mod grammar;
-pub mod local;
 pub mod openai;
 pub mod resilience;
 pub mod tokens;
@@ -200,6 +199,11 @@ impl PriceTable {
         ("text-embedding-3-large", 0.13, 0.0),
     ];
 
+    /// The table `LLM_PRICES` describes.
+    pub fn from_settings(settings: &Settings) -> Result<Self, LlmError> {
+        Self::parse(settings.llm_prices.as_deref()).map_err(LlmError::NotConfigured)
+    }
+
     /// Parses `model=input/output` pairs separated by commas over the built-in list.
     pub fn parse(spec: Option<&str>) -> Result<Self, String> {
         let mut prices: HashMap<String, Price> = Self::BUILT_IN
@@ -313,25 +317,19 @@ impl Llm {
         }
     }
 
-    /// The provider the settings ask for: the OpenAI-compatible endpoint at `LLM_BASE_URL`, or
-    /// else the embedded model (loaded on a blocking thread, in under a second).
-    pub async fn from_settings(settings: &Settings) -> Result<Self, LlmError> {
-        let prices =
-            PriceTable::parse(settings.llm_prices.as_deref()).map_err(LlmError::NotConfigured)?;
-        if settings.llm_base_url.is_some() {
-            let provider = openai::OpenAiProvider::from_settings(settings)?;
-            let llm = Self::new(Arc::new(provider), settings.llm_model.as_deref(), prices);
-            // Build the default model's encoding now (a large table), not in the first turn.
-            let counter = llm.counter(&llm.model);
-            let _ = tokio::task::spawn_blocking(move || counter.count("warm up")).await;
-            return Ok(llm);
+    /// The OpenAI-compatible endpoint at `LLM_BASE_URL`, or `None` when it is unset (the binary
+    /// then runs the embedded model of the `local-model` crate).
+    pub async fn endpoint_from_settings(settings: &Settings) -> Result<Option<Self>, LlmError> {
+        if settings.llm_base_url.is_none() {
+            return Ok(None);
         }
-        let path = local::model_path(settings);
-        let config = local::LocalConfig::from_settings(settings);
-        let model = tokio::task::spawn_blocking(move || local::LocalModel::load(&path, config))
-            .await
-            .map_err(|e| LlmError::NotConfigured(format!("loading the local model: {e}")))??;
-        Ok(Self::new(Arc::new(model), None, prices))
+        let prices = PriceTable::from_settings(settings)?;
+        let provider = openai::OpenAiProvider::from_settings(settings)?;
+        let llm = Self::new(Arc::new(provider), settings.llm_model.as_deref(), prices);
+        // Build the default model's encoding now (a large table), not in the first turn.
+        let counter = llm.counter(&llm.model);
+        let _ = tokio::task::spawn_blocking(move || counter.count("warm up")).await;
+        Ok(Some(llm))
     }
 
     pub fn provider(&self) -> &Arc<dyn ChatModel> {

@@ -4,14 +4,14 @@
 //! English text. Not a pass/fail test: the figures go to docs/BENCHMARKS.md.
 //!
 //! ```text
-//! cargo bench -p runtime --bench llm -- [--model PATH] [--tokens 128] [--threads N]
+//! cargo bench -p local-model --bench llm -- [--model PATH] [--tokens 128] [--threads N]
 //! ```
 //! `--model` defaults to `WASIT_LOCAL_MODEL`; `--threads` defaults to one per core.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use runtime::llm::local::{LocalConfig, LocalModel};
+use local_model::{LocalConfig, LocalModel};
 use runtime::llm::tokens::TiktokenCounter;
 use runtime::llm::{ChatMessage, ChatModel, ChatRequest, ToolChoice};
 

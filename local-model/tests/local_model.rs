@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use runtime::llm::local::{LocalConfig, LocalModel, MODEL_NAME};
+use local_model::{LocalConfig, LocalModel, MODEL_NAME};
 use runtime::llm::{ChatMessage, ChatModel, ChatRequest, ToolChoice, ToolSpec};
 use serde_json::{Value, json};
 
@@ -141,7 +141,7 @@ async fn constrained_decoding_makes_the_small_model_call_tools_with_valid_argume
         .unwrap_or_else(|e| panic!("{e}: {}", call.arguments));
 }
 
-/// Our forward pass (the `engine` crate) against candle's `quantized_llama` on the same file:
+/// Our forward pass (`local_model::engine`) against candle's `quantized_llama` on the same file:
 /// the same next token after a real prompt, and logits within quantisation noise (ours quantises
 /// activations to 8 bits per block, as llama.cpp does; candle dequantises Q4_1 to f32).
 #[test]
@@ -163,7 +163,7 @@ fn the_engine_agrees_with_candles_reference_implementation() {
         (content, file)
     };
     let (content, mut file) = read();
-    let mut ours = engine::Engine::load(&content, &mut file).unwrap();
+    let mut ours = local_model::engine::Engine::load(&content, &mut file).unwrap();
     let (content, mut file) = read();
     let mut reference = candle_transformers::models::quantized_llama::ModelWeights::from_gguf(
         content,

@@ -15,7 +15,7 @@
 //! - Generation runs on a blocking thread, one at a time (the model is one `Mutex`), its matrix
 //!   products split over a pool of one thread per core; the KV cache is cleared before each
 //!   request.
-//! - Tool calls are made well-formed by constrained decoding ([`super::grammar`]).
+//! - Tool calls are made well-formed by constrained decoding ([`runtime::llm::grammar`]).
 
 use std::fs::File;
 use std::io::BufReader;
@@ -32,14 +32,15 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 
-use super::grammar::{self, Decoder};
-use super::tokens::TokenCounter;
-use super::{
+use runtime::Settings;
+use runtime::llm::grammar::{self, Decoder};
+use runtime::llm::tokens::TokenCounter;
+use runtime::llm::{
     BoxFuture, ChatMessage, ChatModel, ChatRequest, ChatResponse, LlmError, TextSink, ToolCall,
     ToolChoice,
 };
-use crate::settings::Settings;
-use engine::Engine;
+
+use crate::engine::Engine;
 
 /// The model's name, as logged and recorded in turn audits.
 pub const MODEL_NAME: &str = "SmolLM2-135M-Instruct";
