@@ -41,7 +41,8 @@ fn input(counter: Option<&dyn runtime::llm::TokenCounter>) -> TurnInput {
             }
         })
         .collect();
-    let mut input = runtime::bench::sample_input("sales", "طيب كم المدة للتوصيل للرياض؟");
+    let mut input =
+        runtime::bench::sample_input(runtime::AgentKind::Sales, "طيب كم المدة للتوصيل للرياض؟");
     input
         .contact
         .as_mut()
@@ -68,7 +69,7 @@ fn main() {
         ProviderConfig::default(),
     );
     let llm = Llm::new(Arc::new(provider), None, PriceTable::default());
-    let agent = LlmAgent::new("sales", prompts, Ok(llm.clone()));
+    let agent = LlmAgent::new(runtime::AgentKind::Sales, prompts, Ok(llm.clone()));
     let counter = llm.counter("gpt-4o-mini");
     for (label, turn) in [
         ("stored counts", input(Some(counter.as_ref()))),

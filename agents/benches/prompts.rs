@@ -33,7 +33,7 @@ impl ActionHandler for EveryTool {
     fn apply<'a>(
         &'a self,
         _tx: &'a mut runtime::db::TenantTx,
-        _ctx: ActionContext<'a>,
+        _ctx: ActionContext,
         _action: &'a ToolAction,
     ) -> ActionFuture<'a> {
         Box::pin(async { Err(ActionError::Refused("benchmark".into())) })
@@ -41,7 +41,7 @@ impl ActionHandler for EveryTool {
     fn read<'a>(
         &'a self,
         _pool: &'a sqlx::PgPool,
-        _ctx: ActionContext<'a>,
+        _ctx: ActionContext,
         _tool: &'a str,
         _arguments: &'a Value,
     ) -> ActionFuture<'a> {
@@ -49,7 +49,7 @@ impl ActionHandler for EveryTool {
     }
 }
 
-fn input(agent: &str) -> TurnInput {
+fn input(agent: runtime::AgentKind) -> TurnInput {
     let history = (0..30)
         .map(|i| HistoryItem {
             id: MessageId(uuid::Uuid::new_v4()),
@@ -129,7 +129,7 @@ async fn main() {
         times.sort();
         let p99 = micros(&times, 0.99);
         if p99 > worst.0 {
-            worst = (p99, spec.kind);
+            worst = (p99, spec.kind.as_str());
         }
         all.extend(times);
     }

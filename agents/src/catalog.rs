@@ -1,10 +1,12 @@
 //! The eighteen agent kinds of `shared/design/agents.md`: what each may do. A prompt file may
 //! list only tools its kind may call (`wasit prompts check` refuses the others).
 
+use runtime::AgentKind;
+
 /// One agent kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AgentSpec {
-    pub kind: &'static str,
+    pub kind: AgentKind,
     /// The CRM area it belongs to.
     pub module: &'static str,
     /// Background agents react to CRM events and never message a contact (`commission` also
@@ -23,7 +25,7 @@ pub struct AgentSpec {
 /// compares the two).
 pub const AGENTS: &[AgentSpec] = &[
     AgentSpec {
-        kind: "intake",
+        kind: AgentKind::Intake,
         module: "leads",
         background: false,
         trigger: "first message from an unknown contact",
@@ -32,7 +34,7 @@ pub const AGENTS: &[AgentSpec] = &[
         escalates_when: "contact asks for a human",
     },
     AgentSpec {
-        kind: "qualifier",
+        kind: AgentKind::Qualifier,
         module: "leads",
         background: false,
         trigger: "lead created / new info",
@@ -41,7 +43,7 @@ pub const AGENTS: &[AgentSpec] = &[
         escalates_when: "contact is hostile or confused after N turns",
     },
     AgentSpec {
-        kind: "scorer",
+        kind: AgentKind::Scorer,
         module: "leads",
         background: true,
         trigger: "lead updated (background)",
@@ -50,7 +52,7 @@ pub const AGENTS: &[AgentSpec] = &[
         escalates_when: "—",
     },
     AgentSpec {
-        kind: "router",
+        kind: AgentKind::Router,
         module: "leads",
         background: true,
         trigger: "lead qualified or score crosses a threshold (background)",
@@ -59,7 +61,7 @@ pub const AGENTS: &[AgentSpec] = &[
         escalates_when: "no eligible owner",
     },
     AgentSpec {
-        kind: "sales",
+        kind: AgentKind::Sales,
         module: "deals",
         background: false,
         trigger: "messages in a qualified lead's conversation",
@@ -74,7 +76,7 @@ pub const AGENTS: &[AgentSpec] = &[
         escalates_when: "pricing exceptions, legal questions, explicit request",
     },
     AgentSpec {
-        kind: "objection_handler",
+        kind: AgentKind::ObjectionHandler,
         module: "deals",
         background: false,
         trigger: "handoff from `sales` on an objection",
@@ -83,7 +85,7 @@ pub const AGENTS: &[AgentSpec] = &[
         escalates_when: "objection persists after N turns",
     },
     AgentSpec {
-        kind: "knowledge",
+        kind: AgentKind::Knowledge,
         module: "knowledge-base",
         background: false,
         trigger: "a factual question (handoff or router)",
@@ -92,7 +94,7 @@ pub const AGENTS: &[AgentSpec] = &[
         escalates_when: "no source found with enough confidence",
     },
     AgentSpec {
-        kind: "follow_up",
+        kind: AgentKind::FollowUp,
         module: "deals",
         background: false,
         trigger: "durable timer (no reply for N days, stalled deal)",
@@ -101,7 +103,7 @@ pub const AGENTS: &[AgentSpec] = &[
         escalates_when: "contact opts out (honour it, record consent)",
     },
     AgentSpec {
-        kind: "meeting_scheduler",
+        kind: AgentKind::MeetingScheduler,
         module: "meetings",
         background: false,
         trigger: "request to meet / deal stage needs a meeting",
@@ -115,7 +117,7 @@ pub const AGENTS: &[AgentSpec] = &[
         escalates_when: "no slot fits after N proposals",
     },
     AgentSpec {
-        kind: "proposal_writer",
+        kind: AgentKind::ProposalWriter,
         module: "presentations",
         background: false,
         trigger: "deal reaches proposal stage / contact asks for an offer",
@@ -124,7 +126,7 @@ pub const AGENTS: &[AgentSpec] = &[
         escalates_when: "discount beyond the rep's limit (approval)",
     },
     AgentSpec {
-        kind: "deal_coach",
+        kind: AgentKind::DealCoach,
         module: "deals",
         background: true,
         trigger: "deal stage changes (background)",
@@ -133,7 +135,7 @@ pub const AGENTS: &[AgentSpec] = &[
         escalates_when: "—",
     },
     AgentSpec {
-        kind: "forecaster",
+        kind: AgentKind::Forecaster,
         module: "deals",
         background: true,
         trigger: "schedule (background)",
@@ -142,7 +144,7 @@ pub const AGENTS: &[AgentSpec] = &[
         escalates_when: "—",
     },
     AgentSpec {
-        kind: "affiliate_recruiter",
+        kind: AgentKind::AffiliateRecruiter,
         module: "affiliates",
         background: false,
         trigger: "inbound from a prospective affiliate / campaign",
@@ -151,7 +153,7 @@ pub const AGENTS: &[AgentSpec] = &[
         escalates_when: "applicant fails checks",
     },
     AgentSpec {
-        kind: "affiliate_onboarding",
+        kind: AgentKind::AffiliateOnboarding,
         module: "affiliates",
         background: false,
         trigger: "application approved",
@@ -160,7 +162,7 @@ pub const AGENTS: &[AgentSpec] = &[
         escalates_when: "stuck on a step N days",
     },
     AgentSpec {
-        kind: "affiliate_coach",
+        kind: AgentKind::AffiliateCoach,
         module: "affiliates",
         background: false,
         trigger: "schedule / affiliate asks about performance",
@@ -169,7 +171,7 @@ pub const AGENTS: &[AgentSpec] = &[
         escalates_when: "—",
     },
     AgentSpec {
-        kind: "commission",
+        kind: AgentKind::Commission,
         module: "commissions",
         background: false,
         trigger: "deal won (background) / affiliate or rep asks",
@@ -182,7 +184,7 @@ pub const AGENTS: &[AgentSpec] = &[
         escalates_when: "dispute or amount over threshold (approval)",
     },
     AgentSpec {
-        kind: "guarantee",
+        kind: AgentKind::Guarantee,
         module: "guarantee",
         background: false,
         trigger: "customer raises a gold-guarantee claim",
@@ -191,7 +193,7 @@ pub const AGENTS: &[AgentSpec] = &[
         escalates_when: "every refund (approval), legal threats",
     },
     AgentSpec {
-        kind: "escalation",
+        kind: AgentKind::Escalation,
         module: "notifications",
         background: false,
         trigger: "any agent escalates, or rules fire (sentiment, keywords, repeated failure)",
@@ -201,9 +203,15 @@ pub const AGENTS: &[AgentSpec] = &[
     },
 ];
 
-/// The spec of `kind`, if it is one of the eighteen.
+/// The spec of the agent named `kind`, if it is one of the eighteen.
 pub fn agent(kind: &str) -> Option<&'static AgentSpec> {
-    AGENTS.iter().find(|a| a.kind == kind)
+    AgentKind::parse(kind).map(spec)
+}
+
+/// The spec of `kind`.
+pub fn spec(kind: AgentKind) -> &'static AgentSpec {
+    // AGENTS lists the kinds in AgentKind's order (a test checks it).
+    &AGENTS[kind as usize]
 }
 
 #[cfg(test)]
@@ -213,10 +221,15 @@ mod tests {
     #[test]
     fn eighteen_kinds_each_with_known_tools() {
         assert_eq!(AGENTS.len(), 18);
-        let mut kinds: Vec<&str> = AGENTS.iter().map(|a| a.kind).collect();
-        kinds.sort_unstable();
-        kinds.dedup();
-        assert_eq!(kinds.len(), 18, "kinds are distinct");
+        let kinds: Vec<AgentKind> = AGENTS.iter().map(|a| a.kind).collect();
+        assert_eq!(
+            kinds,
+            AgentKind::ALL,
+            "one spec per kind, in AgentKind's order"
+        );
+        for kind in AgentKind::ALL {
+            assert_eq!(spec(*kind).kind, *kind);
+        }
         for a in AGENTS {
             for tool in a.tools {
                 assert!(

@@ -111,7 +111,7 @@ pub fn check_file(path: &Path, counter: &dyn TokenCounter) -> Vec<PromptError> {
                 "there is no agent kind {kind:?}; the kinds are {}",
                 catalog::AGENTS
                     .iter()
-                    .map(|a| a.kind)
+                    .map(|a| a.kind.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
             ),

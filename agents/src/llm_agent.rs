@@ -14,6 +14,7 @@ use runtime::turn::{
     Language, Speaker, SummaryUpdate, TurnAction, TurnAudit, TurnEngine, TurnError, TurnInput,
     TurnOutcome, contact_language,
 };
+use runtime::{AgentKind, Channel};
 use serde_json::{Value, json};
 
 use knowledge_base::KnowledgeBase;
@@ -40,7 +41,7 @@ const KNOWLEDGE_MAX_RESULTS: usize = 8;
 /// An agent kind driven by its prompt file and an LLM.
 #[derive(Clone)]
 pub struct LlmAgent {
-    kind: String,
+    kind: AgentKind,
     prompts: Arc<PromptStore>,
     /// The model, or why there is none (the turn waits, `NotReady`).
     llm: Result<Llm, String>,
@@ -49,7 +50,7 @@ pub struct LlmAgent {
     /// Applies and rehearses CRM actions; without it no action or read tool is offered.
     actions: Option<Actions>,
     /// The agent kinds that run, for `handoff` and `escalate`.
-    running: Arc<[String]>,
+    running: Arc<[AgentKind]>,
 }
 
 impl std::fmt::Debug for LlmAgent {
@@ -61,10 +62,14 @@ impl std::fmt::Debug for LlmAgent {
 }
 
 impl LlmAgent {
-    pub fn new(kind: &str, prompts: Arc<PromptStore>, llm: Result<Llm, String>) -> Self {
-        let running = prompts.current().agents().map(str::to_owned).collect();
+    pub fn new(kind: AgentKind, prompts: Arc<PromptStore>, llm: Result<Llm, String>) -> Self {
+        let running = prompts
+            .current()
+            .agents()
+            .filter_map(AgentKind::parse)
+            .collect();
         Self {
-            kind: kind.to_owned(),
+            kind,
             prompts,
             llm,
             knowledge: None,
@@ -80,22 +85,22 @@ impl LlmAgent {
     }
 
     /// The agent kinds that run (by default, every kind with a prompt file).
-    pub fn with_running(mut self, kinds: Arc<[String]>) -> Self {
+    pub fn with_running(mut self, kinds: Arc<[AgentKind]>) -> Self {
         self.running = kinds;
         self
     }
 
-    fn runs(&self, kind: &str) -> bool {
-        self.running.iter().any(|k| k == kind)
+    fn runs(&self, kind: AgentKind) -> bool {
+        self.running.contains(&kind)
     }
 
     /// Where the conversation goes when this agent needs a human: the escalation agent, which
     /// assigns a rep and tells the contact, or straight to the reps when it does not run (or this
     /// is it).
     fn escalation(&self, reason: String) -> TurnAction {
-        if self.kind != "escalation" && self.runs("escalation") {
+        if self.kind != AgentKind::ESCALATION && self.runs(AgentKind::ESCALATION) {
             TurnAction::Handoff {
-                to_agent: "escalation".into(),
+                to_agent: AgentKind::ESCALATION,
                 reason,
             }
         } else {
@@ -294,11 +299,11 @@ impl LlmAgent {
             .map_err(|e| TurnError::NotReady(e.clone()))?;
         let model = llm.model_for(
             &input.llm.settings,
-            &input.agent,
+            input.agent.as_str(),
             prompt.front.model.as_deref(),
         );
         let mut audit = TurnAudit {
-            agent: input.agent.clone(),
+            agent: input.agent,
             prompt_version: prompt.version.clone(),
             prompt_path: prompt.name.clone(),
             prompt_body: Some(prompt.source.to_string()),
@@ -339,7 +344,7 @@ impl LlmAgent {
         // The escalation rules of the prompt file: the conversation goes to a human before the
         // model is asked anything.
         if let Some(reason) = self.escalation_rule(&prompt, &input) {
-            tracing::info!(conversation = ?input.conversation, agent = self.kind, reason, "escalation rule");
+            tracing::info!(conversation = ?input.conversation, agent = %self.kind, reason, "escalation rule");
             audit.tool_calls = json!([{"rule": "escalation", "reason": reason}]);
             return Ok(TurnOutcome {
                 actions: vec![self.escalation(reason)],
@@ -440,7 +445,7 @@ impl LlmAgent {
                             "{failures} tool calls failed in one turn (the last: {} — {})",
                             call.name, result["error"]
                         );
-                        tracing::warn!(conversation = ?input.conversation, agent = self.kind, reason, "escalating");
+                        tracing::warn!(conversation = ?input.conversation, agent = %self.kind, reason, "escalating");
                         actions.retain(|a| matches!(a, TurnAction::Tool(_)));
                         actions.push(self.escalation(reason));
                         reply = None;
@@ -457,10 +462,10 @@ impl LlmAgent {
                 break;
             }
         }
-        if self.kind == "escalation" {
+        if self.kind == AgentKind::ESCALATION {
             self.complete_escalation(&input, &mut actions, &mut reply);
         }
-        if crate::catalog::agent(&self.kind).is_some_and(|a| a.background) {
+        if crate::catalog::spec(self.kind).background {
             // Background agents never message a contact.
             reply = None;
         }
@@ -482,7 +487,7 @@ impl LlmAgent {
     fn prompt_for(&self, input: &TurnInput) -> Result<Arc<Prompt>, TurnError> {
         self.prompts
             .current()
-            .get(&input.tenant.slug, &input.agent)
+            .get(&input.tenant.slug, input.agent.as_str())
             .ok_or_else(|| {
                 TurnError::Permanent(format!("no prompt file for agent {:?}", input.agent))
             })
@@ -582,7 +587,7 @@ impl LlmAgent {
         let prompt = self.prompt_for(input)?;
         let model = llm.model_for(
             &input.llm.settings,
-            &input.agent,
+            input.agent.as_str(),
             prompt.front.model.as_deref(),
         );
         let budget = self.measure(&prompt, llm, &model, input)?;
@@ -686,14 +691,14 @@ impl LlmAgent {
 
     /// The agents `handoff` may pass to: the conversational kinds that run, but this one and the
     /// escalation agent (reached through `escalate`).
-    fn handoff_targets(&self) -> Vec<&str> {
+    fn handoff_targets(&self) -> Vec<AgentKind> {
         self.running
             .iter()
-            .map(String::as_str)
+            .copied()
             .filter(|k| {
                 *k != self.kind
-                    && *k != "escalation"
-                    && crate::catalog::agent(k).is_some_and(|a| !a.background)
+                    && *k != AgentKind::ESCALATION
+                    && !crate::catalog::spec(*k).background
             })
             .collect()
     }
@@ -723,7 +728,7 @@ impl LlmAgent {
     /// The escalation rule of the prompt file that fires on this turn, if any: a keyword the
     /// contact wrote (Arabic-aware), or too many turns without progress.
     fn escalation_rule(&self, prompt: &Prompt, input: &TurnInput) -> Option<String> {
-        if self.kind == "escalation" {
+        if self.kind == AgentKind::ESCALATION {
             return None;
         }
         let rules = &prompt.front.escalation;
@@ -835,19 +840,22 @@ impl LlmAgent {
                 json!({"ok": true, "note": "A person takes over: the escalation agent tells the contact. Do not reply."})
             }
             Some(Effect::Control) => {
-                let to = text("to_agent");
-                if !self.handoff_targets().contains(&to.as_str()) {
-                    return json!({"error": format!("to_agent must be one of: {}", self.handoff_targets().join(", "))});
-                }
+                let targets = self.handoff_targets();
+                let Some(to) = AgentKind::parse(&text("to_agent")).filter(|k| targets.contains(k))
+                else {
+                    let names: Vec<&str> = targets.iter().map(|k| k.as_str()).collect();
+                    return json!({"error": format!("to_agent must be one of: {}", names.join(", "))});
+                };
                 actions.push(TurnAction::Handoff {
-                    to_agent: to.clone(),
+                    to_agent: to,
                     reason: text("reason"),
                 });
                 json!({"ok": true, "next_agent": to, "note": "The next agent answers the contact now. Do not reply."})
             }
             Some(Effect::Message) => {
-                if input.channel != "whatsapp" {
-                    return json!({"error": format!("templates are WhatsApp's; this conversation is on {}: write a reply instead", input.channel)});
+                if input.channel != Some(Channel::Whatsapp) {
+                    let on = input.channel.map_or("no channel", Channel::as_str);
+                    return json!({"error": format!("templates are WhatsApp's; this conversation is on {on}: write a reply instead")});
                 }
                 let parameters = args
                     .get("parameters")

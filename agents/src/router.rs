@@ -17,6 +17,8 @@ use std::sync::Arc;
 
 use runtime::turn::{Route, Router, TurnInput};
 
+use runtime::AgentKind;
+
 use crate::catalog;
 use crate::prompt::PromptStore;
 
@@ -25,24 +27,24 @@ use crate::prompt::PromptStore;
 pub struct AgentRouter {
     prompts: Arc<PromptStore>,
     /// The kinds that have a pool: never route to one that does not.
-    running: Vec<String>,
+    running: Vec<AgentKind>,
 }
 
 impl AgentRouter {
-    pub fn new(prompts: Arc<PromptStore>, running: impl IntoIterator<Item = String>) -> Self {
+    pub fn new(prompts: Arc<PromptStore>, running: impl IntoIterator<Item = AgentKind>) -> Self {
         Self {
             prompts,
             running: running.into_iter().collect(),
         }
     }
 
-    fn runs(&self, kind: &str) -> bool {
-        self.running.iter().any(|k| k == kind)
+    fn runs(&self, kind: AgentKind) -> bool {
+        self.running.contains(&kind)
     }
 
-    fn to(&self, kind: &str, reason: String) -> Option<Route> {
-        self.runs(kind).then(|| Route {
-            agent: kind.to_owned(),
+    fn to(&self, kind: AgentKind, reason: String) -> Option<Route> {
+        self.runs(kind).then_some(Route {
+            agent: kind,
             reason,
         })
     }
@@ -52,12 +54,12 @@ impl Router for AgentRouter {
     fn route(&self, input: &TurnInput) -> Option<Route> {
         let prompts = self.prompts.current();
         let said: Vec<&str> = input.new_messages.iter().map(|m| m.text.as_str()).collect();
-        let active = input.agent.as_str();
+        let active = input.agent;
 
         // 1. A routing keyword: the first agent (in the design's order) whose keyword the contact
         // wrote. The active agent keeps the conversation if one of its own keywords matches.
-        let keyword_of = |kind: &str| -> Option<String> {
-            let prompt = prompts.get(&input.tenant.slug, kind)?;
+        let keyword_of = |kind: AgentKind| -> Option<String> {
+            let prompt = prompts.get(&input.tenant.slug, kind.as_str())?;
             prompt
                 .front
                 .routing
@@ -72,7 +74,7 @@ impl Router for AgentRouter {
         if keyword_of(active).is_none() {
             let hit = catalog::AGENTS
                 .iter()
-                .filter(|a| !a.background && a.kind != "escalation" && a.kind != active)
+                .filter(|a| !a.background && a.kind != AgentKind::ESCALATION && a.kind != active)
                 .filter(|a| self.runs(a.kind))
                 .find_map(|a| keyword_of(a.kind).map(|k| (a.kind, k)));
             if let Some((kind, keyword)) = hit {
@@ -85,21 +87,31 @@ impl Router for AgentRouter {
 
         // 2. A new contact starts with intake.
         let first_message = input.history.is_empty() && input.summary.is_none();
-        if input.lead.is_none() && first_message && active != "intake" {
-            return self.to("intake", "the first message of a new contact".into());
+        if input.lead.is_none() && first_message && active != AgentKind::FIRST {
+            return self.to(
+                AgentKind::FIRST,
+                "the first message of a new contact".into(),
+            );
         }
 
         // 3. The lead's progress.
         match (&input.lead, active) {
-            (Some(lead), "intake" | "qualifier") if lead.status == "qualified" => self.to(
-                "sales",
-                "the lead is qualified: the sales conversation takes over".into(),
-            ),
-            (Some(lead), "intake") if matches!(lead.status.as_str(), "new" | "contacted") => self
-                .to(
-                    "qualifier",
+            (Some(lead), AgentKind::Intake | AgentKind::Qualifier)
+                if lead.status == "qualified" =>
+            {
+                self.to(
+                    AgentKind::Sales,
+                    "the lead is qualified: the sales conversation takes over".into(),
+                )
+            }
+            (Some(lead), AgentKind::Intake)
+                if matches!(lead.status.as_str(), "new" | "contacted") =>
+            {
+                self.to(
+                    AgentKind::Qualifier,
                     "the lead exists: qualification comes next".into(),
-                ),
+                )
+            }
             _ => None,
         }
     }

@@ -68,7 +68,7 @@ impl ChatModel for Recording {
 }
 
 fn input(history_len: usize) -> TurnInput {
-    let mut input = runtime::bench::sample_input("sales", "وبعدين؟");
+    let mut input = runtime::bench::sample_input(runtime::AgentKind::Sales, "وبعدين؟");
     input.history = (0..history_len)
         .map(|i| HistoryItem {
             id: MessageId(uuid::Uuid::new_v4()),
@@ -89,7 +89,7 @@ fn agent(model: Arc<Recording>) -> LlmAgent {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../prompts");
     let prompts = Arc::new(PromptStore::load(std::path::Path::new(dir)).unwrap());
     let llm = Llm::new(model, None, PriceTable::default());
-    LlmAgent::new("sales", prompts, Ok(llm))
+    LlmAgent::new(runtime::AgentKind::Sales, prompts, Ok(llm))
 }
 
 #[tokio::test]

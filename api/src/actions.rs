@@ -6,7 +6,7 @@
 
 use runtime::actions::{ActionContext, ActionError, ActionFuture, ActionHandler, ToolAction};
 use runtime::db::TenantTx;
-use runtime::{LeadId, UserId};
+use runtime::{Channel, Currency, LeadId, Money, UserId};
 use serde_json::{Map, Value, json};
 use sqlx::PgPool;
 use time::OffsetDateTime;
@@ -77,24 +77,29 @@ fn text<'a>(args: &'a Value, key: &str) -> Option<&'a str> {
 }
 
 /// Minor units per major unit of `currency` (ISO 4217 exponents; 2 unless listed).
-fn minor_per_major(currency: &str) -> i64 {
-    match currency {
-        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 1000,
-        "JPY" | "KRW" | "VND" | "CLP" | "ISK" | "UGX" | "XAF" | "XOF" => 1,
-        _ => 100,
+/// The amount the model gave under `key`, exactly, in `currency`'s minor units (absent: 0). Read
+/// through its decimal text, never a float: `1250.1` is 125,010 halalas, and more decimals than
+/// the currency has is refused with the reason, not rounded.
+fn amount_arg(args: &Value, key: &str, currency: &str) -> Result<i64, ActionError> {
+    let currency = Currency::parse(currency).map_err(refused)?;
+    match args.get(key) {
+        None | Some(Value::Null) => Ok(0),
+        Some(amount) => Money::from_json(amount, currency)
+            .map(|m| m.minor)
+            .map_err(|e| refused(format!("{key}: {e}"))),
     }
 }
 
-fn to_minor(amount: f64, currency: &str) -> Result<i64, ActionError> {
-    let minor = (amount * minor_per_major(currency) as f64).round();
-    if !(0.0..=9.0e15).contains(&minor) {
-        return Err(refused("the amount is out of range"));
-    }
-    Ok(minor as i64)
+/// Basis points as the percentage the model and the audit read (1,250 → 12.5).
+fn percent_of_bps(bps: i32) -> Value {
+    let sign = if bps < 0 { "-" } else { "" };
+    let bps = bps.unsigned_abs();
+    serde_json::from_str(&format!("{sign}{}.{:02}", bps / 100, bps % 100)).unwrap_or(Value::Null)
 }
 
-fn to_major(minor: i64, currency: &str) -> f64 {
-    minor as f64 / minor_per_major(currency) as f64
+/// An amount in minor units as the model and the audit read it: a number in major units.
+fn to_major(minor: i64, currency: &str) -> Value {
+    Currency::parse(currency).map_or_else(|_| json!(minor), |c| Money::new(minor, c).major_json())
 }
 
 impl ActionHandler for CrmActions {
@@ -105,7 +110,7 @@ impl ActionHandler for CrmActions {
     fn apply<'a>(
         &'a self,
         tx: &'a mut TenantTx,
-        ctx: ActionContext<'a>,
+        ctx: ActionContext,
         action: &'a ToolAction,
     ) -> ActionFuture<'a> {
         Box::pin(async move {
@@ -146,7 +151,7 @@ impl ActionHandler for CrmActions {
     fn read<'a>(
         &'a self,
         pool: &'a PgPool,
-        ctx: ActionContext<'a>,
+        ctx: ActionContext,
         tool: &'a str,
         arguments: &'a Value,
     ) -> ActionFuture<'a> {
@@ -168,7 +173,7 @@ impl ActionHandler for CrmActions {
 /// locked for the change.
 async fn current_lead(
     tx: &mut TenantTx,
-    ctx: ActionContext<'_>,
+    ctx: ActionContext,
 ) -> Result<Option<leads::Lead>, ActionError> {
     let id: Option<LeadId> = match ctx.lead {
         Some(lead) => Some(lead),
@@ -187,10 +192,7 @@ async fn current_lead(
     }
 }
 
-async fn require_lead(
-    tx: &mut TenantTx,
-    ctx: ActionContext<'_>,
-) -> Result<leads::Lead, ActionError> {
+async fn require_lead(tx: &mut TenantTx, ctx: ActionContext) -> Result<leads::Lead, ActionError> {
     current_lead(tx, ctx)
         .await?
         .ok_or_else(|| refused("the contact has no lead yet (the intake agent creates it)"))
@@ -216,7 +218,7 @@ fn merge_qualification(lead: &mut leads::Lead, args: &Value, keys: &[&str]) {
     lead.qualification = Value::Object(q);
 }
 
-async fn create_lead(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+async fn create_lead(tx: &mut TenantTx, ctx: ActionContext, args: &Value) -> Outcome {
     if let Some(lead) = current_lead(tx, ctx).await?
         && !matches!(
             lead.status,
@@ -242,11 +244,11 @@ async fn create_lead(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) ->
         }
     }
     let source = match ctx.channel {
-        "whatsapp" => leads::LeadSource::Whatsapp,
-        "sms" => leads::LeadSource::Sms,
-        "email" => leads::LeadSource::Email,
+        Some(Channel::Whatsapp) => leads::LeadSource::Whatsapp,
+        Some(Channel::Sms) => leads::LeadSource::Sms,
+        Some(Channel::Email) => leads::LeadSource::Email,
         // `wasit chat`: someone typing at a terminal.
-        _ => leads::LeadSource::Manual,
+        Some(Channel::Chat) | None => leads::LeadSource::Manual,
     };
     let lead = leads::create(
         tx,
@@ -264,7 +266,7 @@ async fn create_lead(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) ->
     Ok(json!({"lead": lead_view(&lead)}))
 }
 
-async fn update_contact(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+async fn update_contact(tx: &mut TenantTx, ctx: ActionContext, args: &Value) -> Outcome {
     let change = contacts::Change {
         display_name: text(args, "name").map(|n| Some(n.to_owned())),
         locale: text(args, "locale").map(|l| Some(l.to_owned())),
@@ -283,7 +285,7 @@ fn contacted(lead: &mut leads::Lead) {
     }
 }
 
-async fn update_lead(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+async fn update_lead(tx: &mut TenantTx, ctx: ActionContext, args: &Value) -> Outcome {
     let mut lead = require_lead(tx, ctx).await?;
     merge_qualification(
         &mut lead,
@@ -301,7 +303,7 @@ async fn update_lead(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) ->
     Ok(json!({"lead": lead_view(&lead)}))
 }
 
-async fn set_qualification(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+async fn set_qualification(tx: &mut TenantTx, ctx: ActionContext, args: &Value) -> Outcome {
     let mut lead = require_lead(tx, ctx).await?;
     if matches!(
         lead.status,
@@ -334,7 +336,7 @@ async fn set_qualification(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Val
 }
 
 /// The scorer's score, with the reasons and the points each adds or removes.
-async fn set_lead_score(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+async fn set_lead_score(tx: &mut TenantTx, ctx: ActionContext, args: &Value) -> Outcome {
     let mut lead = require_lead(tx, ctx).await?;
     let score = args
         .get("score")
@@ -357,12 +359,9 @@ async fn set_lead_score(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value)
 
 /// The deal the work is about (a background agent's event), else the contact's latest open
 /// deal; locked for the change.
-async fn current_deal(
-    tx: &mut TenantTx,
-    ctx: ActionContext<'_>,
-) -> Result<deals::Deal, ActionError> {
+async fn current_deal(tx: &mut TenantTx, ctx: ActionContext) -> Result<deals::Deal, ActionError> {
     let id: Option<uuid::Uuid> = match ctx.deal {
-        Some(deal) => Some(deal),
+        Some(deal) => Some(deal.0),
         None => sqlx::query_scalar(
             "SELECT id FROM deals WHERE tenant_id = wasit_current_tenant() AND contact_id = $1
                AND closed_at IS NULL ORDER BY created_at DESC, id DESC LIMIT 1",
@@ -377,7 +376,7 @@ async fn current_deal(
 }
 
 /// The deal coach's estimate and next step; the stage stays the people's to move.
-async fn update_deal(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+async fn update_deal(tx: &mut TenantTx, ctx: ActionContext, args: &Value) -> Outcome {
     let mut deal = current_deal(tx, ctx).await?;
     if let Some(p) = args.get("probability").and_then(Value::as_i64) {
         deal.win_probability = Some(i16::try_from(p.clamp(0, 100)).unwrap_or_default());
@@ -402,7 +401,7 @@ async fn update_deal(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) ->
 
 /// A task for the deal's owner: it reaches them as a notification (`kind` `task`), with the
 /// deal and the due date in its data.
-async fn create_task(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+async fn create_task(tx: &mut TenantTx, ctx: ActionContext, args: &Value) -> Outcome {
     let deal = current_deal(tx, ctx).await?;
     let owner = deal
         .owner_user_id
@@ -430,18 +429,28 @@ async fn create_task(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) ->
 /// A draft proposal on the contact's open deal, priced from the deal. A discount beyond the limit
 /// of the deal's owner (their sales profile; 5 % without one; none without an owner) waits for a
 /// manager's approval, and the proposal cannot be sent until then.
-async fn create_proposal(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+async fn create_proposal(tx: &mut TenantTx, ctx: ActionContext, args: &Value) -> Outcome {
     let deal = current_deal(tx, ctx).await.map_err(|_| {
         refused("the contact has no open deal: the sales agent opens one with create_deal first")
     })?;
-    let percent = args.get("discount_percent").and_then(Value::as_f64);
-    let discount_bps = percent
-        .map(|p| (p * 100.0).round())
-        .filter(|bps| (0.0..=10_000.0).contains(bps))
-        .map(|bps| bps as i32);
-    if percent.is_some() && discount_bps.is_none() {
-        return Err(refused("discount_percent is 0 to 100"));
-    }
+    // Basis points, exactly: 12.5 % is 1,250.
+    let discount_bps = match args.get("discount_percent") {
+        None | Some(Value::Null) => None,
+        Some(percent) => {
+            let text = match percent {
+                Value::Number(n) => n.to_string(),
+                Value::String(s) => s.clone(),
+                _ => String::new(),
+            };
+            let bps = runtime::domain::parse_decimal(&text, 2)
+                .ok()
+                .filter(|bps| *bps <= 10_000)
+                .and_then(|bps| i32::try_from(bps).ok());
+            Some(bps.ok_or_else(|| {
+                refused("discount_percent is 0 to 100, with at most two decimals")
+            })?)
+        }
+    };
     let discount_minor = discount_bps.map_or(0, |bps| {
         let exact = i128::from(deal.amount_minor) * i128::from(bps);
         i64::try_from((exact + 5_000) / 10_000).unwrap_or(i64::MAX)
@@ -455,7 +464,7 @@ async fn create_proposal(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value
             amount_minor: Some(deal.amount_minor - discount_minor),
             currency: Some(deal.currency.clone()),
             author_user_id: None,
-            author_agent: Some(ctx.agent.to_owned()),
+            author_agent: Some(ctx.agent.to_string()),
             discount_bps,
         },
     )
@@ -463,7 +472,7 @@ async fn create_proposal(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value
     .map_err(from_repo)?;
     let view = json!({"title": proposal.title, "status": proposal.status,
                       "amount": to_major(proposal.amount_minor.unwrap_or(0), &deal.currency),
-                      "currency": deal.currency, "discount_percent": percent});
+                      "currency": deal.currency, "discount_percent": discount_bps.map(percent_of_bps)});
     let limit: i32 = match deal.owner_user_id {
         None => 0,
         Some(owner) => sqlx::query_scalar(
@@ -507,7 +516,7 @@ async fn create_proposal(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value
 
 /// Sends the latest draft proposal on the contact's deals, unless its discount still waits for
 /// (or was refused) approval.
-async fn send_proposal(tx: &mut TenantTx, ctx: ActionContext<'_>) -> Outcome {
+async fn send_proposal(tx: &mut TenantTx, ctx: ActionContext) -> Outcome {
     let found: Option<(uuid::Uuid, Option<String>)> = sqlx::query_as(
         "SELECT p.id,
                 (SELECT a.status FROM approvals a WHERE a.tenant_id = p.tenant_id
@@ -552,7 +561,7 @@ async fn send_proposal(tx: &mut TenantTx, ctx: ActionContext<'_>) -> Outcome {
 /// The commission agent's review of a won deal's lines (the event's deal): a line up to its
 /// rule's approval threshold is approved; a larger one (or any, under a rule without a
 /// threshold) waits for a manager's approval. Lines reviewed before are left alone.
-async fn approve_commissions(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+async fn approve_commissions(tx: &mut TenantTx, ctx: ActionContext, args: &Value) -> Outcome {
     let deal = ctx
         .deal
         .ok_or_else(|| refused("this reviews a won deal's commissions, on its event"))?;
@@ -612,7 +621,7 @@ async fn approve_commissions(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &V
 
 /// Comes back to the contact in `in_days` days unless they write first: one pending follow-up per
 /// conversation, a new one replacing it.
-async fn schedule_follow_up(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+async fn schedule_follow_up(tx: &mut TenantTx, ctx: ActionContext, args: &Value) -> Outcome {
     let conversation = ctx.conversation()?;
     let days = args
         .get("in_days")
@@ -641,7 +650,7 @@ async fn schedule_follow_up(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Va
 }
 
 /// The forecaster's estimate for a month, kept beside the weighted pipeline.
-async fn write_forecast(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+async fn write_forecast(tx: &mut TenantTx, ctx: ActionContext, args: &Value) -> Outcome {
     let period = text(args, "period").unwrap_or_default();
     let first_day = time::Date::parse(
         &format!("{period}-01"),
@@ -649,10 +658,7 @@ async fn write_forecast(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value)
     )
     .map_err(|_| refused("period is a month, YYYY-MM"))?;
     let currency = text(args, "currency").unwrap_or("SAR");
-    let amount = to_minor(
-        args.get("amount").and_then(Value::as_f64).unwrap_or(0.0),
-        currency,
-    )?;
+    let amount = amount_arg(args, "amount", currency)?;
     sqlx::query(
         "INSERT INTO forecasts (tenant_id, period, currency, amount_minor, reasons, agent, event_id)
          VALUES (wasit_current_tenant(), $1, $2, $3, left($4, 2000), $5, $6)",
@@ -674,7 +680,7 @@ async fn write_forecast(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value)
 /// The affiliate this contact is, or why the tool cannot run.
 async fn require_affiliate(
     tx: &mut TenantTx,
-    ctx: ActionContext<'_>,
+    ctx: ActionContext,
 ) -> Result<commissions::Affiliate, ActionError> {
     contact_affiliate(tx, ctx)
         .await?
@@ -692,7 +698,7 @@ fn by_currency(rows: &[(String, i64)]) -> Value {
 
 /// The affiliate's figures over the last `days` (30 by default): leads referred, deals won and
 /// their value, commissions by status.
-async fn affiliate_stats(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+async fn affiliate_stats(tx: &mut TenantTx, ctx: ActionContext, args: &Value) -> Outcome {
     let affiliate = require_affiliate(tx, ctx).await?;
     let days = args
         .get("days")
@@ -751,13 +757,10 @@ async fn affiliate_stats(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value
 }
 
 /// What the affiliate's commission rule pays on an amount.
-async fn calculate_commission(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+async fn calculate_commission(tx: &mut TenantTx, ctx: ActionContext, args: &Value) -> Outcome {
     let affiliate = require_affiliate(tx, ctx).await?;
     let currency = text(args, "currency").unwrap_or("SAR");
-    let amount = to_minor(
-        args.get("amount").and_then(Value::as_f64).unwrap_or(0.0),
-        currency,
-    )?;
+    let amount = amount_arg(args, "amount", currency)?;
     let rule = commissions::rule_for(tx, "affiliate", currency, Some(affiliate.id))
         .await
         .map_err(from_repo)?
@@ -776,11 +779,7 @@ async fn calculate_commission(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &
 }
 
 /// A dispute over the affiliate's latest commission, for a person to resolve.
-async fn open_commission_dispute(
-    tx: &mut TenantTx,
-    ctx: ActionContext<'_>,
-    args: &Value,
-) -> Outcome {
+async fn open_commission_dispute(tx: &mut TenantTx, ctx: ActionContext, args: &Value) -> Outcome {
     let affiliate = require_affiliate(tx, ctx).await?;
     let latest: Option<(uuid::Uuid, i64, String, bool)> = sqlx::query_as(
         "SELECT c.id, c.amount_minor, c.currency,
@@ -818,7 +817,7 @@ async fn open_commission_dispute(
     )
 }
 
-async fn assign_lead(tx: &mut TenantTx, ctx: ActionContext<'_>) -> Outcome {
+async fn assign_lead(tx: &mut TenantTx, ctx: ActionContext) -> Outcome {
     let lead = require_lead(tx, ctx).await?;
     match leads::assign(tx, lead.id).await.map_err(from_repo)? {
         Some(lead) => Ok(json!({"lead": lead_view(&lead)})),
@@ -828,10 +827,10 @@ async fn assign_lead(tx: &mut TenantTx, ctx: ActionContext<'_>) -> Outcome {
     }
 }
 
-async fn create_deal(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+async fn create_deal(tx: &mut TenantTx, ctx: ActionContext, args: &Value) -> Outcome {
     let lead = require_lead(tx, ctx).await?;
     let currency = text(args, "currency").unwrap_or("SAR").to_owned();
-    let amount = args.get("amount").and_then(Value::as_f64).unwrap_or(0.0);
+    let amount = amount_arg(args, "amount", &currency)?;
     let stage = deals::stages(tx)
         .await?
         .into_iter()
@@ -847,7 +846,7 @@ async fn create_deal(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) ->
         lead_id: Some(lead.id),
         contact_id: Some(ctx.contact()?),
         stage_id: stage.id,
-        amount_minor: to_minor(amount, &currency)?,
+        amount_minor: amount,
         currency,
         expected_close_date,
         owner_user_id: lead.owner_user_id,
@@ -873,7 +872,7 @@ fn minutes(args: &Value) -> i64 {
 
 /// Free slots of the lead's owner (or of every active rep when it has none), on the reps' working
 /// hours, from an hour from now, that no scheduled meeting overlaps.
-async fn find_slots(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+async fn find_slots(tx: &mut TenantTx, ctx: ActionContext, args: &Value) -> Outcome {
     let owner = current_lead(tx, ctx).await?.and_then(|l| l.owner_user_id);
     let days = args.get("days_ahead").and_then(Value::as_i64).unwrap_or(7);
     let minutes = minutes(args);
@@ -977,7 +976,7 @@ fn meeting_view(m: &meetings::Meeting) -> Value {
     json!({"title": m.title, "starts_at": rfc(m.starts_at), "ends_at": rfc(m.ends_at), "status": m.status})
 }
 
-async fn book_meeting(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+async fn book_meeting(tx: &mut TenantTx, ctx: ActionContext, args: &Value) -> Outcome {
     let starts_at = future_start(args)?;
     let ends_at = starts_at + time::Duration::minutes(minutes(args));
     let lead = current_lead(tx, ctx).await?;
@@ -1009,7 +1008,7 @@ async fn book_meeting(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -
 /// The contact's next scheduled meeting, locked for the change.
 async fn next_meeting(
     tx: &mut TenantTx,
-    ctx: ActionContext<'_>,
+    ctx: ActionContext,
 ) -> Result<meetings::Meeting, ActionError> {
     let id: Option<uuid::Uuid> = sqlx::query_scalar(
         "SELECT id FROM meetings WHERE tenant_id = wasit_current_tenant() AND contact_id = $1
@@ -1025,7 +1024,7 @@ async fn next_meeting(
 
 /// Moves the contact's next meeting, keeping its rep: refused when the rep is busy then or it is
 /// outside their working hours (checked before writing, so the transaction stays usable).
-async fn reschedule_meeting(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+async fn reschedule_meeting(tx: &mut TenantTx, ctx: ActionContext, args: &Value) -> Outcome {
     let mut meeting = next_meeting(tx, ctx).await?;
     let starts_at = future_start(args)?;
     let length = args
@@ -1058,7 +1057,7 @@ async fn reschedule_meeting(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Va
 
 /// Closes the contact's lead as lost; an opt-out also records the refusal of consent on the
 /// conversation's channel.
-async fn mark_lost(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+async fn mark_lost(tx: &mut TenantTx, ctx: ActionContext, args: &Value) -> Outcome {
     let reason = text(args, "reason").unwrap_or_default().to_owned();
     let mut lead = current_lead(tx, ctx).await?;
     if let Some(open) = lead.as_mut().filter(|l| {
@@ -1074,9 +1073,9 @@ async fn mark_lost(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> O
     let opted_out = args.get("opted_out").and_then(Value::as_bool) == Some(true);
     if opted_out {
         let channel = match ctx.channel {
-            "whatsapp" => contacts::ConsentChannel::Whatsapp,
-            "sms" => contacts::ConsentChannel::Sms,
-            _ => contacts::ConsentChannel::Email,
+            Some(Channel::Whatsapp) => contacts::ConsentChannel::Whatsapp,
+            Some(Channel::Sms) => contacts::ConsentChannel::Sms,
+            Some(Channel::Email | Channel::Chat) | None => contacts::ConsentChannel::Email,
         };
         let change = contacts::Change {
             consent: vec![(channel, contacts::ConsentStatus::OptedOut)],
@@ -1089,7 +1088,7 @@ async fn mark_lost(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> O
     Ok(json!({"lead": lead.as_ref().map(lead_view), "opted_out": opted_out}))
 }
 
-async fn cancel_meeting(tx: &mut TenantTx, ctx: ActionContext<'_>, _args: &Value) -> Outcome {
+async fn cancel_meeting(tx: &mut TenantTx, ctx: ActionContext, _args: &Value) -> Outcome {
     let mut meeting = next_meeting(tx, ctx).await?;
     meeting.status = "cancelled".into();
     let meeting = meetings::save(tx, &meeting, false)
@@ -1101,7 +1100,7 @@ async fn cancel_meeting(tx: &mut TenantTx, ctx: ActionContext<'_>, _args: &Value
 /// The contact's affiliate record, locked, if it has one.
 async fn contact_affiliate(
     tx: &mut TenantTx,
-    ctx: ActionContext<'_>,
+    ctx: ActionContext,
 ) -> Result<Option<commissions::Affiliate>, ActionError> {
     let id: Option<uuid::Uuid> = sqlx::query_scalar(
         "SELECT id FROM affiliates WHERE tenant_id = wasit_current_tenant() AND contact_id = $1
@@ -1118,7 +1117,7 @@ async fn contact_affiliate(
 }
 
 /// Registers the contact as an affiliate applicant (status `applied`, for a manager to approve).
-async fn affiliate_application(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+async fn affiliate_application(tx: &mut TenantTx, ctx: ActionContext, args: &Value) -> Outcome {
     if let Some(a) = contact_affiliate(tx, ctx).await? {
         return Err(refused(format!(
             "the contact is an affiliate already (status {})",
@@ -1134,7 +1133,7 @@ async fn affiliate_application(tx: &mut TenantTx, ctx: ActionContext<'_>, args: 
     Ok(json!({"application": {"name": a.display_name, "status": a.status}}))
 }
 
-async fn onboarding_step(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+async fn onboarding_step(tx: &mut TenantTx, ctx: ActionContext, args: &Value) -> Outcome {
     let mut a = contact_affiliate(tx, ctx)
         .await?
         .ok_or_else(|| refused("the contact is not an affiliate"))?;
@@ -1164,7 +1163,7 @@ async fn onboarding_step(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value
 }
 
 /// Activates an affiliate whose onboarding is done and gives the referral code.
-async fn issue_referral_code(tx: &mut TenantTx, ctx: ActionContext<'_>) -> Outcome {
+async fn issue_referral_code(tx: &mut TenantTx, ctx: ActionContext) -> Outcome {
     let mut a = contact_affiliate(tx, ctx)
         .await?
         .ok_or_else(|| refused("the contact is not an affiliate"))?;
@@ -1186,15 +1185,15 @@ async fn issue_referral_code(tx: &mut TenantTx, ctx: ActionContext<'_>) -> Outco
     Ok(json!({"referral_code": a.referral_code, "status": a.status}))
 }
 
-async fn open_claim(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+async fn open_claim(tx: &mut TenantTx, ctx: ActionContext, args: &Value) -> Outcome {
     let currency = text(args, "currency").unwrap_or("SAR").to_owned();
-    let amount = args.get("amount").and_then(Value::as_f64).unwrap_or(0.0);
+    let amount = amount_arg(args, "amount", &currency)?;
     let claim = guarantees::create(
         tx,
         Some(ctx.contact()?),
         None,
         text(args, "description").unwrap_or_default(),
-        to_minor(amount, &currency)?,
+        amount,
         &currency,
     )
     .await
@@ -1207,7 +1206,7 @@ async fn open_claim(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> 
 /// The contact's open (undecided) guarantee claim, locked.
 async fn open_claim_of(
     tx: &mut TenantTx,
-    ctx: ActionContext<'_>,
+    ctx: ActionContext,
 ) -> Result<guarantees::Claim, ActionError> {
     let id: Option<uuid::Uuid> = sqlx::query_scalar(
         "SELECT id FROM guarantee_claims WHERE tenant_id = wasit_current_tenant() AND contact_id = $1
@@ -1224,7 +1223,7 @@ async fn open_claim_of(
 
 /// Evidence the contact gave (a description, a receipt number, a link), added to their open
 /// claim beside the files staff attach.
-async fn attach_evidence(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+async fn attach_evidence(tx: &mut TenantTx, ctx: ActionContext, args: &Value) -> Outcome {
     let mut claim = open_claim_of(tx, ctx).await?;
     let added_at = OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
@@ -1245,10 +1244,9 @@ async fn attach_evidence(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value
 }
 
 /// Every refund waits for a person: the claim goes under review and an approval is opened.
-async fn request_refund(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+async fn request_refund(tx: &mut TenantTx, ctx: ActionContext, args: &Value) -> Outcome {
     let mut claim = open_claim_of(tx, ctx).await?;
-    let amount = args.get("amount").and_then(Value::as_f64).unwrap_or(0.0);
-    let minor = to_minor(amount, &claim.currency)?;
+    let minor = amount_arg(args, "amount", &claim.currency)?;
     if minor > claim.claimed_minor {
         return Err(refused(format!(
             "the refund cannot exceed the {} {} claimed",
@@ -1289,7 +1287,7 @@ async fn request_refund(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value)
 
 /// The rep a conversation goes to: its owner, else the lead's owner, else the active rep (or
 /// manager, or admin) with the fewest escalated conversations.
-async fn rep_for(tx: &mut TenantTx, ctx: ActionContext<'_>) -> Result<Option<UserId>, ActionError> {
+async fn rep_for(tx: &mut TenantTx, ctx: ActionContext) -> Result<Option<UserId>, ActionError> {
     Ok(sqlx::query_scalar(
         "SELECT coalesce(
              (SELECT owner_user_id FROM conversations WHERE tenant_id = wasit_current_tenant() AND id = $1),
@@ -1314,7 +1312,7 @@ async fn rep_for(tx: &mut TenantTx, ctx: ActionContext<'_>) -> Result<Option<Use
 
 /// The conversation becomes a rep's: escalated, owned by the rep, silent for agents until the rep
 /// hands it back.
-async fn assign_conversation(tx: &mut TenantTx, ctx: ActionContext<'_>, _args: &Value) -> Outcome {
+async fn assign_conversation(tx: &mut TenantTx, ctx: ActionContext, _args: &Value) -> Outcome {
     let conversation = ctx.conversation()?;
     let rep = rep_for(tx, ctx).await?;
     sqlx::query(
@@ -1335,7 +1333,7 @@ async fn assign_conversation(tx: &mut TenantTx, ctx: ActionContext<'_>, _args: &
 
 /// The summary reaches the conversation's rep and the sales managers, or every rep while none
 /// can be assigned.
-async fn notify_rep(tx: &mut TenantTx, ctx: ActionContext<'_>, args: &Value) -> Outcome {
+async fn notify_rep(tx: &mut TenantTx, ctx: ActionContext, args: &Value) -> Outcome {
     let summary = text(args, "summary").unwrap_or_default();
     let rep = rep_for(tx, ctx).await?;
     let sent: i64 = match rep {

@@ -19,7 +19,7 @@ use anyhow::Context;
 use runtime::inbox::{self, Batch, Channel, ContactIdentity, InboundMessage, MessageKind};
 use runtime::outbox::{ChannelAccount, ChannelSender, Dispatch, SendFuture, Senders};
 use runtime::turn::{self, Skip, TurnAction, TurnEngine, TurnError};
-use runtime::{ConversationId, Settings, TenantId, TenantSlug};
+use runtime::{AgentKind, ConversationId, Settings, TenantId, TenantSlug};
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
 
@@ -94,8 +94,8 @@ struct Chat {
     tenant: TenantId,
     slug: TenantSlug,
     contact: String,
-    pinned: Option<String>,
-    engines: HashMap<String, Arc<dyn TurnEngine>>,
+    pinned: Option<AgentKind>,
+    engines: HashMap<AgentKind, Arc<dyn TurnEngine>>,
     router: Option<Arc<dyn turn::Router>>,
     actions: Option<Arc<dyn runtime::actions::ActionHandler>>,
     lease: std::time::Duration,
@@ -106,16 +106,15 @@ struct Chat {
 }
 
 pub async fn run(settings: &Settings, args: ChatArgs) -> anyhow::Result<()> {
-    if let Some(kind) = &args.agent
-        && agents::catalog::agent(kind).is_none()
-    {
-        let kinds: Vec<&str> = agents::catalog::AGENTS.iter().map(|a| a.kind).collect();
-        return Err(UsageError(format!(
-            "--agent {kind:?} is not an agent kind; one of: {}",
-            kinds.join(", ")
-        ))
-        .into());
-    }
+    let pinned = match &args.agent {
+        Some(kind) => Some(kind.parse::<AgentKind>().map_err(|e| {
+            UsageError(format!(
+                "--agent {kind:?} is not an agent kind; one of: {}",
+                e.expected
+            ))
+        })?),
+        None => None,
+    };
     let contact = args.contact.trim().to_owned();
     if contact.is_empty() || contact.chars().count() > 200 {
         return Err(UsageError("--contact needs a name of 1 to 200 characters".into()).into());
@@ -128,7 +127,7 @@ pub async fn run(settings: &Settings, args: ChatArgs) -> anyhow::Result<()> {
         let tenant = repo::tenants::require_by_slug(&db.app, &args.tenant)
             .await
             .map_err(usage_if_invalid)?;
-        let chat = Chat::start(settings, &db, tenant, args, contact).await?;
+        let chat = Chat::start(settings, &db, tenant, args, pinned, contact).await?;
         chat.converse().await
     }
     .await;
@@ -142,6 +141,7 @@ impl Chat {
         db: &runtime::db::Database,
         tenant: TenantId,
         args: ChatArgs,
+        pinned: Option<AgentKind>,
         contact: String,
     ) -> anyhow::Result<Self> {
         ensure_account(&db.app, tenant, &args.tenant).await?;
@@ -166,7 +166,7 @@ impl Chat {
             tenant,
             slug: args.tenant,
             contact,
-            pinned: args.agent,
+            pinned,
             engines: parts.engines.into_iter().collect(),
             router: parts.router,
             actions: parts.actions,
@@ -180,12 +180,12 @@ impl Chat {
     /// Reads messages until the end of input, answering each before reading the next.
     async fn converse(&self) -> anyhow::Result<()> {
         if !self.one_line {
-            let agent = self.pinned.as_deref().unwrap_or("the router's choice");
+            let agent = self.pinned.map_or("the router's choice", AgentKind::as_str);
             eprintln!(
                 "talking to {} as {:?} (agent: {agent}); one message per line, Ctrl-D to end",
                 self.slug, self.contact
             );
-            if let Some(spec) = self.pinned.as_deref().and_then(agents::catalog::agent)
+            if let Some(spec) = self.pinned.map(agents::catalog::spec)
                 && spec.background
             {
                 eprintln!(
@@ -260,12 +260,12 @@ impl Chat {
             };
             if input.has_new_messages() {
                 match (&self.pinned, &self.router) {
-                    (Some(kind), _) => input.agent.clone_from(kind),
+                    (Some(kind), _) => input.agent = *kind,
                     (None, Some(router)) => turn::route(router.as_ref(), &mut input),
                     (None, None) => {}
                 }
             }
-            let agent = input.agent.clone();
+            let agent = input.agent;
             let engine = self
                 .engines
                 .get(&agent)
@@ -297,7 +297,7 @@ impl Chat {
             runtime::outbox::send_claimed(&self.dispatch, applied.claimed)
                 .await
                 .context("cannot record the reply as sent")?;
-            self.show(&agent, &outcome.actions);
+            self.show(agent.as_str(), &outcome.actions);
             if !turn::answers_at_once(&input, &outcome) {
                 return Ok(());
             }

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use runtime::Settings;
 use runtime::actors::{RuntimeConfig, RuntimeParts};
 use runtime::outbox::Senders;
 use runtime::turn::TurnEngine;
+use runtime::{AgentKind, Settings};
 
 /// Everything `runtime::actors::Runtime::start` needs, from settings; adjust `config` before
 /// starting if needed. Every agent kind of `agents::catalog` runs, each with its prompt file; the
@@ -28,12 +28,9 @@ pub async fn runtime_parts(
         )
     })?;
     let prompts = Arc::new(prompts);
-    let kinds: Arc<[String]> = agents::catalog::AGENTS
-        .iter()
-        .map(|a| a.kind.to_owned())
-        .collect();
+    let kinds: Arc<[AgentKind]> = AgentKind::ALL.into();
     for kind in kinds.iter() {
-        prompts.current().get("", kind).with_context(|| {
+        prompts.current().get("", kind.as_str()).with_context(|| {
             format!(
                 "no prompt file for the {kind} agent in {}",
                 settings.prompts_dir.display()
@@ -72,20 +69,20 @@ pub async fn runtime_parts(
         handler: handler.clone(),
         pool: pool.clone(),
     };
-    let engines: Vec<(String, Arc<dyn TurnEngine>)> = kinds
+    let engines: Vec<(AgentKind, Arc<dyn TurnEngine>)> = kinds
         .iter()
         .map(|kind| {
-            let mut agent = agents::llm_agent::LlmAgent::new(kind, prompts.clone(), llm.clone())
+            let mut agent = agents::llm_agent::LlmAgent::new(*kind, prompts.clone(), llm.clone())
                 .with_actions(actions.clone())
                 .with_running(kinds.clone());
             if let Some(kb) = &knowledge {
                 agent = agent.with_knowledge(kb.clone());
             }
             let engine: Arc<dyn TurnEngine> = Arc::new(agent);
-            (kind.clone(), engine)
+            (*kind, engine)
         })
         .collect();
-    let router = agents::router::AgentRouter::new(prompts.clone(), kinds.iter().cloned());
+    let router = agents::router::AgentRouter::new(prompts.clone(), kinds.iter().copied());
     let graph = channels::whatsapp::GraphClient::new(
         runtime::http::client(Duration::from_secs(20)),
         &settings.whatsapp_graph_url,

@@ -123,14 +123,14 @@ async fn the_embedded_index_keeps_tenants_apart() {
     tenants_never_see_each_other(&index).await;
 }
 
+/// Needs a Qdrant server, which CI does not have: reported skipped (ignored) unless run on purpose
+/// — `scripts/test` runs it when `QDRANT_URL` is set — and never passes without running.
 #[tokio::test]
+#[ignore = "needs a Qdrant server: set QDRANT_URL=http://host:6334 (scripts/test then runs it)"]
 async fn the_qdrant_server_index_keeps_tenants_apart() {
-    let Ok(url) = std::env::var("QDRANT_URL") else {
-        println!(
-            "skipped: QDRANT_URL is not set (run a Qdrant server and set QDRANT_URL=http://host:6334 to exercise the server backend)"
-        );
-        return;
-    };
+    let url = std::env::var("QDRANT_URL").expect(
+        "QDRANT_URL is not set: this test needs a Qdrant server and cannot pass without one",
+    );
     let spec = IndexSpec {
         dense: Some((format!("test-{}", Uuid::new_v4().simple()), 4)),
     };

@@ -16,7 +16,8 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::db::{TenantTx, begin_tenant};
-use crate::ids::{ContactId, ConversationId, LeadId, TenantId};
+use crate::domain::{AgentKind, Channel};
+use crate::ids::{ContactId, ConversationId, DealId, EventId, LeadId, TenantId};
 
 /// A tool call that changes the CRM, with arguments already validated against the tool's schema.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -28,7 +29,7 @@ pub struct ToolAction {
 /// Who acts and on what: always from the conversation (or the CRM event a background agent
 /// reacts to), never from model output.
 #[derive(Debug, Clone, Copy)]
-pub struct ActionContext<'a> {
+pub struct ActionContext {
     pub tenant: TenantId,
     /// The contact the turn is about: the conversation's, or the event's lead's or deal's.
     pub contact: Option<ContactId>,
@@ -37,15 +38,15 @@ pub struct ActionContext<'a> {
     /// The lead and deal a CRM event is about (background agents); `None` in conversations,
     /// where the contact's own are found.
     pub lead: Option<LeadId>,
-    pub deal: Option<uuid::Uuid>,
+    pub deal: Option<DealId>,
     /// The CRM event (`agent_events`) a background agent's turn reacts to.
-    pub event: Option<uuid::Uuid>,
-    pub agent: &'a str,
-    /// The conversation's channel (`whatsapp`, `sms`, `email`, `chat`); empty for an event.
-    pub channel: &'a str,
+    pub event: Option<EventId>,
+    pub agent: AgentKind,
+    /// The conversation's channel; `None` for an event whose contact has no conversation.
+    pub channel: Option<Channel>,
 }
 
-impl ActionContext<'_> {
+impl ActionContext {
     /// The contact, or why a tool that needs one cannot run.
     pub fn contact(&self) -> Result<ContactId, ActionError> {
         self.contact.ok_or_else(|| {
@@ -85,7 +86,7 @@ pub trait ActionHandler: Send + Sync + 'static {
     fn apply<'a>(
         &'a self,
         tx: &'a mut TenantTx,
-        ctx: ActionContext<'a>,
+        ctx: ActionContext,
         action: &'a ToolAction,
     ) -> ActionFuture<'a>;
 
@@ -93,7 +94,7 @@ pub trait ActionHandler: Send + Sync + 'static {
     fn read<'a>(
         &'a self,
         pool: &'a PgPool,
-        ctx: ActionContext<'a>,
+        ctx: ActionContext,
         tool: &'a str,
         arguments: &'a Value,
     ) -> ActionFuture<'a>;
@@ -117,7 +118,7 @@ impl Actions {
     /// `action` would do after them. Nothing is kept.
     pub async fn rehearse(
         &self,
-        ctx: ActionContext<'_>,
+        ctx: ActionContext,
         earlier: &[ToolAction],
         action: &ToolAction,
     ) -> Result<Value, ActionError> {
@@ -136,7 +137,7 @@ impl Actions {
     /// Runs a read-only tool.
     pub async fn read(
         &self,
-        ctx: ActionContext<'_>,
+        ctx: ActionContext,
         tool: &str,
         arguments: &Value,
     ) -> Result<Value, ActionError> {

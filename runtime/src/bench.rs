@@ -33,7 +33,7 @@ pub fn peak_rss_mib() -> f64 {
 /// A turn's input for benchmarks and the agents' tests: tenant `riyadh-gold` (ذهب الرياض), an
 /// Arabic-speaking contact, the conversation's `channel` WhatsApp, one new Arabic message `text`,
 /// and nothing else (callers add history, a lead or a handoff as they need).
-pub fn sample_input(agent: &str, text: &str) -> crate::turn::TurnInput {
+pub fn sample_input(agent: crate::AgentKind, text: &str) -> crate::turn::TurnInput {
     use crate::ids::{ContactId, ConversationId, MessageId, TenantId};
     use crate::turn::{ContactInfo, TenantInfo, TenantLlm, TurnInput, TurnMessage};
     TurnInput {
@@ -49,12 +49,12 @@ pub fn sample_input(agent: &str, text: &str) -> crate::turn::TurnInput {
         }),
         conversation: Some(ConversationId(uuid::Uuid::new_v4())),
         event: None,
-        agent: agent.into(),
+        agent,
         history: Vec::new(),
         new_messages: vec![TurnMessage {
             id: MessageId(uuid::Uuid::new_v4()),
             seq: 100_000,
-            kind: "text".into(),
+            kind: crate::MessageKind::Text,
             text: text.into(),
             tokens: None,
         }],
@@ -63,7 +63,7 @@ pub fn sample_input(agent: &str, text: &str) -> crate::turn::TurnInput {
         handoff: None,
         handoff_hops: 0,
         turns_without_progress: 0,
-        channel: "whatsapp".into(),
+        channel: Some(crate::Channel::Whatsapp),
         llm: TenantLlm::default(),
     }
 }

@@ -13,8 +13,9 @@ use sqlx::PgPool;
 
 use crate::actions::ActionHandler;
 use crate::db::begin_tenant;
+use crate::domain::{AgentKind, Channel};
 use crate::error::{Error, Result};
-use crate::ids::{ContactId, LeadId, MessageId, TenantId};
+use crate::ids::{ContactId, DealId, EventId, LeadId, MessageId, TenantId};
 use crate::turn::{
     ContactInfo, EventNote, HistoryItem, TenantInfo, TurnAction, TurnInput, TurnMessage,
     TurnOutcome, record,
@@ -30,7 +31,7 @@ pub const MAX_ATTEMPTS: i32 = 5;
 pub const HISTORY: i64 = 50;
 
 /// Events due now, across tenants, oldest first.
-pub async fn due(pool: &PgPool, limit: usize) -> Result<Vec<(TenantId, uuid::Uuid)>> {
+pub async fn due(pool: &PgPool, limit: usize) -> Result<Vec<(TenantId, EventId)>> {
     Ok(
         sqlx::query_as("SELECT tenant_id, id FROM wasit_due_agent_events($1)")
             .bind(i32::try_from(limit).unwrap_or(i32::MAX))
@@ -66,7 +67,7 @@ pub async fn fire_follow_ups(
 pub async fn claim(
     pool: &PgPool,
     tenant: TenantId,
-    event: uuid::Uuid,
+    event: EventId,
     lease: std::time::Duration,
 ) -> Result<bool> {
     let mut tx = begin_tenant(pool, tenant).await?;
@@ -87,17 +88,17 @@ pub async fn claim(
 
 #[derive(sqlx::FromRow)]
 struct EventRow {
-    agent: String,
+    agent: AgentKind,
     kind: String,
     lead_id: Option<LeadId>,
-    deal_id: Option<uuid::Uuid>,
+    deal_id: Option<DealId>,
     detail: Value,
     slug: String,
     name: String,
     contact_id: Option<ContactId>,
     display_name: Option<String>,
     locale: Option<String>,
-    channel: Option<String>,
+    channel: Option<Channel>,
     lead: Option<sqlx::types::Json<crate::turn::LeadInfo>>,
     llm_settings: Option<sqlx::types::Json<Value>>,
     usage: sqlx::types::Json<(i64, i64, i64, i64)>,
@@ -113,7 +114,7 @@ type HistoryRow = (String, Option<String>, String, MessageId, i64);
 pub async fn load_input(
     pool: &PgPool,
     tenant: TenantId,
-    event: uuid::Uuid,
+    event: EventId,
 ) -> Result<Option<TurnInput>> {
     let mut tx = begin_tenant(pool, tenant).await?;
     let row: Option<EventRow> = sqlx::query_as(concat!(
@@ -185,9 +186,9 @@ pub async fn load_input(
             })
             .collect(),
         new_messages: vec![TurnMessage {
-            id: MessageId(event),
+            id: MessageId(event.0),
             seq: i64::MAX,
-            kind: "event".into(),
+            kind: crate::MessageKind::Event,
             text,
             tokens: None,
         }],
@@ -196,7 +197,7 @@ pub async fn load_input(
         handoff: None,
         handoff_hops: 0,
         turns_without_progress: 0,
-        channel: row.channel.unwrap_or_default(),
+        channel: row.channel,
     }))
 }
 
@@ -227,7 +228,7 @@ pub async fn apply(
         return Err(Error::Conflict("the event was handled already".into()));
     }
     if !outcome.replies.is_empty() {
-        tracing::debug!(agent = input.agent, "a background agent's reply is dropped");
+        tracing::debug!(agent = %input.agent, "a background agent's reply is dropped");
     }
     let ctx = input.action_context();
     let mut call_index = 0;
@@ -254,14 +255,14 @@ pub async fn apply(
             } => notify_admins(&mut tx, event, key, title, body).await?,
             TurnAction::Handoff { to_agent, .. } => {
                 tracing::warn!(
-                    agent = input.agent,
-                    to_agent,
+                    agent = %input.agent,
+                    %to_agent,
                     "a background agent cannot hand off: ignored"
                 );
             }
             TurnAction::SendTemplate { template, .. } => {
                 tracing::warn!(
-                    agent = input.agent,
+                    agent = %input.agent,
                     template,
                     "a background agent never messages a contact: template dropped"
                 );
@@ -299,12 +300,7 @@ async fn notify_admins(
 
 /// Records a failed attempt: the event is due again after a pause that grows with the attempts,
 /// or, after [`MAX_ATTEMPTS`], `failed` — and the tenant's admins are told.
-pub async fn failed(
-    pool: &PgPool,
-    tenant: TenantId,
-    event: uuid::Uuid,
-    reason: &str,
-) -> Result<bool> {
+pub async fn failed(pool: &PgPool, tenant: TenantId, event: EventId, reason: &str) -> Result<bool> {
     let mut tx = begin_tenant(pool, tenant).await?;
     let given_up: Option<bool> = sqlx::query_scalar(
         "UPDATE agent_events SET last_error = left($2, 2000),

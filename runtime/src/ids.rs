@@ -70,6 +70,19 @@ uuid_id!(
     LeadId
 );
 
+uuid_id!(
+    /// A deal: an opportunity with a value and a stage, won or lost in the end.
+    DealId
+);
+uuid_id!(
+    /// A CRM event a background agent reacts to (`agent_events`).
+    EventId
+);
+uuid_id!(
+    /// A tenant's account on a channel: a WhatsApp number, an SMS number, a mailbox.
+    ChannelAccountId
+);
+
 /// A tenant's short name, used on the command line and at login: 2–63 characters of lowercase
 /// ASCII letters, digits and hyphens, starting with a letter.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]

@@ -19,85 +19,9 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 
 use crate::db::{TenantTx, begin_tenant, tenant_id_by_channel};
+pub use crate::domain::{Channel, DeliveryStatus, MessageKind};
 use crate::error::{Error, Result};
 use crate::ids::{ContactId, ConversationId, MessageId, TenantId};
-
-/// The channels contacts write in on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Channel {
-    Whatsapp,
-    Sms,
-    Email,
-    /// `wasit chat`: a person at a terminal, talking to the agents as a contact would.
-    Chat,
-}
-
-impl Channel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::Whatsapp => "whatsapp",
-            Channel::Sms => "sms",
-            Channel::Email => "email",
-            Channel::Chat => "chat",
-        }
-    }
-
-    /// The channel named `name` (as stored), if it is one.
-    pub fn parse(name: &str) -> Option<Self> {
-        [
-            Channel::Whatsapp,
-            Channel::Sms,
-            Channel::Email,
-            Channel::Chat,
-        ]
-        .into_iter()
-        .find(|c| c.as_str() == name)
-    }
-}
-
-/// What kind of message arrived. Anything a channel does not know is `Unsupported`: stored, never
-/// dropped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MessageKind {
-    Text,
-    Image,
-    Video,
-    Audio,
-    Document,
-    Sticker,
-    Location,
-    Contacts,
-    Reaction,
-    /// A reply button or list choice.
-    Interactive,
-    /// A template's quick-reply button.
-    Button,
-    /// A WhatsApp Flow's reply.
-    FlowReply,
-    Email,
-    Unsupported,
-}
-
-impl MessageKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MessageKind::Text => "text",
-            MessageKind::Image => "image",
-            MessageKind::Video => "video",
-            MessageKind::Audio => "audio",
-            MessageKind::Document => "document",
-            MessageKind::Sticker => "sticker",
-            MessageKind::Location => "location",
-            MessageKind::Contacts => "contacts",
-            MessageKind::Reaction => "reaction",
-            MessageKind::Interactive => "interactive",
-            MessageKind::Button => "button",
-            MessageKind::FlowReply => "flow_reply",
-            MessageKind::Email => "email",
-            MessageKind::Unsupported => "unsupported",
-        }
-    }
-}
 
 /// The ways a payload identifies its sender. At least one must be present.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -154,26 +78,6 @@ pub struct InboundMessage {
     pub provider_timestamp: Option<OffsetDateTime>,
     /// False for events that need no answer (a reaction): stored as already processed.
     pub triggers_turn: bool,
-}
-
-/// Where a provider says one of our messages is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DeliveryStatus {
-    Sent,
-    Delivered,
-    Read,
-    Failed,
-}
-
-impl DeliveryStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryStatus::Sent => "sent",
-            DeliveryStatus::Delivered => "delivered",
-            DeliveryStatus::Read => "read",
-            DeliveryStatus::Failed => "failed",
-        }
-    }
 }
 
 #[derive(Clone, Debug)]

@@ -84,7 +84,7 @@ pub trait ChannelSender: Send + Sync + 'static {
 
 /// The senders of every configured channel.
 #[derive(Clone, Default)]
-pub struct Senders(HashMap<&'static str, Arc<dyn ChannelSender>>);
+pub struct Senders(HashMap<Channel, Arc<dyn ChannelSender>>);
 
 impl std::fmt::Debug for Senders {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -94,7 +94,7 @@ impl std::fmt::Debug for Senders {
 
 impl Senders {
     pub fn with(mut self, sender: Arc<dyn ChannelSender>) -> Self {
-        self.0.insert(sender.channel().as_str(), sender);
+        self.0.insert(sender.channel(), sender);
         self
     }
 
@@ -102,8 +102,8 @@ impl Senders {
         self.0.values()
     }
 
-    fn get(&self, channel: &str) -> Option<&Arc<dyn ChannelSender>> {
-        self.0.get(channel)
+    fn get(&self, channel: Channel) -> Option<&Arc<dyn ChannelSender>> {
+        self.0.get(&channel)
     }
 }
 
@@ -335,7 +335,7 @@ pub async fn sweep(d: &Dispatch) -> Result<SweepStats> {
 }
 
 type ClaimRow = (
-    String,
+    Channel,
     Value,
     i32,
     Option<MessageId>,
@@ -352,7 +352,7 @@ type ClaimRow = (
 pub struct Claimed {
     pub tenant: TenantId,
     pub id: uuid::Uuid,
-    pub channel: String,
+    pub channel: Channel,
     pub payload: Value,
     pub attempts: i32,
     pub message: Option<MessageId>,
@@ -451,7 +451,7 @@ async fn deliver(d: &Dispatch, row: Claimed) -> Result<Outcome> {
     let (tenant, id, attempts, message, key) =
         (row.tenant, row.id, row.attempts, row.message, row.key);
     let (channel, payload) = (row.channel, row.payload);
-    let result = match (senders.get(&channel), row.account) {
+    let result = match (senders.get(channel), row.account) {
         (None, _) => Err(SendFailure::Retryable {
             message: format!("no sender for the {channel} channel is configured"),
             retry_after: None,

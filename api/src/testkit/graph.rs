@@ -87,14 +87,22 @@ impl FakeGraph {
             .collect()
     }
 
-    /// Waits until at least `n` sends succeeded (or `timeout` passes) and returns them.
+    /// Waits until at least `n` sends succeeded and returns them; panics, naming what did arrive,
+    /// when `timeout` passes first (a test that waits for a reply fails without it, rather than
+    /// going on with fewer).
     pub async fn wait_for_delivered(&self, n: usize, timeout: Duration) -> Vec<Sent> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let delivered = self.delivered();
-            if delivered.len() >= n || tokio::time::Instant::now() >= deadline {
+            if delivered.len() >= n {
                 return delivered;
             }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "expected {n} delivered message(s) within {timeout:?}, got {}: {:?}",
+                delivered.len(),
+                delivered.iter().map(|s| &s.body).collect::<Vec<_>>()
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }

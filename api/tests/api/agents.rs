@@ -493,7 +493,7 @@ impl ActionHandler for CrashOnFirstCommit {
     fn apply<'a>(
         &'a self,
         tx: &'a mut runtime::db::TenantTx,
-        ctx: ActionContext<'a>,
+        ctx: ActionContext,
         action: &'a ToolAction,
     ) -> ActionFuture<'a> {
         assert!(
@@ -506,7 +506,7 @@ impl ActionHandler for CrashOnFirstCommit {
     fn read<'a>(
         &'a self,
         pool: &'a sqlx::PgPool,
-        ctx: ActionContext<'a>,
+        ctx: ActionContext,
         tool: &'a str,
         arguments: &'a Value,
     ) -> ActionFuture<'a> {

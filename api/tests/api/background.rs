@@ -505,3 +505,99 @@ async fn a_scheduled_follow_up_comes_back_to_the_contact_unless_they_write_first
     let list = h.app.get_json("/api/v1/conversations", &manager).await;
     assert!(list["items"][0]["next_follow_up_at"].is_null());
 }
+
+/// Background agents run beside live conversations, in the same runtime: intake, answering a
+/// WhatsApp message in Arabic, creates a lead; the event dispatcher takes up its event while the
+/// conversation goes on — the scorer scores the lead and the router assigns it to a rep — and the
+/// contact's next message is answered by the qualifier. Conversation turns and event turns are
+/// each audited where they belong; nothing the background agents did reached the contact.
+#[tokio::test]
+async fn background_agents_react_while_the_conversation_goes_on() {
+    let h = harness().await;
+    let rep = sales_rep(&h).await;
+    h.llm.respond_with(|req| match (agent_of(req), tool_result(req)) {
+        ("intake", None) => Reply::ToolCalls(vec![call(
+            "create_lead",
+            json!({"name": "عبدالله", "need": "سبائك ذهب عيار ٢٤ للاستثمار", "territory": "الرياض"}),
+        )]),
+        ("intake", Some(_)) => Reply::Text("أهلًا عبدالله، سجّلنا طلبك وسنكمل معك الآن".into()),
+        ("scorer", None) => Reply::ToolCalls(vec![call(
+            "set_lead_score",
+            json!({"score": 80, "reasons": [{"reason": "يريد سبائك للاستثمار", "points": 80}]}),
+        )]),
+        ("router", None) => Reply::ToolCalls(vec![call(
+            "assign_lead",
+            json!({"reason": "score 80, Riyadh"}),
+        )]),
+        ("scorer" | "router", Some(_)) => Reply::Text("done".into()),
+        ("qualifier", None) => Reply::Text("كم الميزانية التقريبية، ومتى تنوي الشراء؟".into()),
+        (agent, result) => panic!("unexpected request for {agent}: {result:?}"),
+    });
+    let phone = "966500000377";
+    h.app
+        .post_whatsapp(&notification(&[text(
+            "wamid.live-1",
+            phone,
+            "السلام عليكم، أبحث عن سبائك ذهب عيار ٢٤ للاستثمار",
+        )]))
+        .await;
+    h.graph.wait_for_delivered(1, WAIT).await;
+    wait_for_count(
+        &h.app,
+        "SELECT count(*) FROM leads WHERE owner_user_id IS NOT NULL AND score = 80",
+        |n| n == 1,
+        "the scorer scores the new lead and the router assigns it",
+    )
+    .await;
+    h.app
+        .post_whatsapp(&notification(&[text(
+            "wamid.live-2",
+            phone,
+            "ما هي الخطوة التالية؟",
+        )]))
+        .await;
+    let sent = h.graph.wait_for_delivered(2, WAIT).await;
+    let texts: Vec<&str> = sent
+        .iter()
+        .map(|s| s.body["text"]["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            "أهلًا عبدالله، سجّلنا طلبك وسنكمل معك الآن",
+            "كم الميزانية التقريبية، ومتى تنوي الشراء؟"
+        ]
+    );
+
+    let manager = h.app.token(h.tenant, Role::SalesManager);
+    let leads = h.app.get_json("/api/v1/leads", &manager).await;
+    let lead = &leads["items"][0];
+    assert_eq!(lead["score"], 80);
+    assert_eq!(lead["owner_user_id"], rep.0.to_string());
+    assert_eq!(lead["source"], "whatsapp");
+
+    // The conversation's turns and the events' turns, each audited on its own subject.
+    let turns: Vec<(String, bool)> = sqlx::query_as(
+        "SELECT agent, conversation_id IS NOT NULL FROM ai_conversations ORDER BY created_at",
+    )
+    .fetch_all(&h.app.test_db.db().admin)
+    .await
+    .unwrap();
+    let in_conversation: Vec<&str> = turns
+        .iter()
+        .filter(|(_, c)| *c)
+        .map(|(a, _)| a.as_str())
+        .collect();
+    let on_events: Vec<&str> = turns
+        .iter()
+        .filter(|(_, c)| !*c)
+        .map(|(a, _)| a.as_str())
+        .collect();
+    assert_eq!(in_conversation, ["intake", "qualifier"]);
+    assert_eq!(on_events, ["scorer", "router"]);
+    assert_eq!(
+        h.graph.delivered().len(),
+        2,
+        "background agents sent nothing"
+    );
+}

@@ -183,8 +183,14 @@ pub(crate) async fn wait_for_count(
 }
 
 /// Waits a little longer than any timer in play, so that a second reply would have shown up.
+/// A negative window: after the awaited sends, how long nothing more may arrive for a test to
+/// conclude that nothing was sent twice. Sends here take milliseconds and the test runtime's
+/// retries come within a second; 2 s leaves room for a loaded 2-core machine.
+const QUIET: Duration = Duration::from_secs(2);
+
+/// Waits out [`QUIET`]: what was going to be sent twice has been by then.
 async fn settle() {
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    tokio::time::sleep(QUIET).await;
 }
 
 /// A signed Arabic message gets exactly one reply, to the right number and recipient, with the

@@ -152,7 +152,7 @@ pub async fn knowledge_base(pool: sqlx::PgPool) -> Arc<knowledge_base::Knowledge
 #[derive(Clone)]
 struct PartsTemplate {
     config: runtime::actors::RuntimeConfig,
-    engines: Vec<(String, Arc<dyn runtime::turn::TurnEngine>)>,
+    engines: Vec<(runtime::AgentKind, Arc<dyn runtime::turn::TurnEngine>)>,
     senders: runtime::outbox::Senders,
     router: Option<Arc<dyn runtime::turn::Router>>,
     actions: Option<Arc<dyn runtime::actions::ActionHandler>>,

@@ -10,6 +10,7 @@ use std::sync::{Arc, RwLock};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::oneshot;
 
+use crate::domain::AgentKind;
 use crate::turn::{TurnEngine, TurnError, TurnInput, TurnOutcome};
 
 type JobReply = oneshot::Sender<Result<TurnOutcome, TurnError>>;
@@ -23,7 +24,7 @@ pub struct Job {
 /// Runs turns on the pool of the right kind. Cheap to clone.
 #[derive(Clone, Debug, Default)]
 pub struct AgentsHandle {
-    pools: Arc<RwLock<HashMap<String, ActorRef<PoolMsg>>>>,
+    pools: Arc<RwLock<HashMap<AgentKind, ActorRef<PoolMsg>>>>,
 }
 
 impl AgentsHandle {
@@ -68,18 +69,18 @@ pub enum AgentFailure {
 pub struct AgentSupervisor;
 
 pub struct AgentSupervisorArgs {
-    pub engines: Vec<(String, Arc<dyn TurnEngine>)>,
+    pub engines: Vec<(AgentKind, Arc<dyn TurnEngine>)>,
     pub workers: usize,
     pub handle: AgentsHandle,
 }
 
 pub struct AgentSupervisorState {
     /// Kept to rebuild a pool that fails.
-    engines: HashMap<String, Arc<dyn TurnEngine>>,
+    engines: HashMap<AgentKind, Arc<dyn TurnEngine>>,
     workers: usize,
     handle: AgentsHandle,
     /// Which kind each pool actor serves, to restart the right one.
-    kinds: HashMap<ActorId, String>,
+    kinds: HashMap<ActorId, AgentKind>,
 }
 
 impl Actor for AgentSupervisor {
@@ -98,9 +99,9 @@ impl Actor for AgentSupervisor {
             handle: args.handle,
             kinds: HashMap::new(),
         };
-        let kinds: Vec<String> = state.engines.keys().cloned().collect();
+        let kinds: Vec<AgentKind> = state.engines.keys().copied().collect();
         for kind in kinds {
-            start_pool(&myself, &mut state, &kind).await?;
+            start_pool(&myself, &mut state, kind).await?;
         }
         Ok(state)
     }
@@ -115,8 +116,8 @@ impl Actor for AgentSupervisor {
         if let Some(id) = super::stopped_child(&event)
             && let Some(kind) = state.kinds.remove(&id)
         {
-            tracing::error!(kind, "agent pool stopped; starting it again");
-            start_pool(&myself, state, &kind).await?;
+            tracing::error!(%kind, "agent pool stopped; starting it again");
+            start_pool(&myself, state, kind).await?;
         }
         Ok(())
     }
@@ -125,27 +126,27 @@ impl Actor for AgentSupervisor {
 async fn start_pool(
     myself: &ActorRef<()>,
     state: &mut AgentSupervisorState,
-    kind: &str,
+    kind: AgentKind,
 ) -> Result<(), ActorProcessingErr> {
-    let engine = state.engines[kind].clone();
+    let engine = state.engines[&kind].clone();
     let (pool, _) = AgentPool::spawn_linked(
         None,
         AgentPool,
         PoolArgs {
-            kind: kind.to_owned(),
+            kind,
             engine,
             workers: state.workers,
         },
         myself.get_cell(),
     )
     .await?;
-    state.kinds.insert(pool.get_id(), kind.to_owned());
+    state.kinds.insert(pool.get_id(), kind);
     state
         .handle
         .pools
         .write()
         .expect("pool map lock")
-        .insert(kind.to_owned(), pool);
+        .insert(kind, pool);
     Ok(())
 }
 
@@ -155,13 +156,13 @@ async fn start_pool(
 pub struct AgentPool;
 
 pub struct PoolArgs {
-    kind: String,
+    kind: AgentKind,
     engine: Arc<dyn TurnEngine>,
     workers: usize,
 }
 
 pub struct PoolState {
-    kind: String,
+    kind: AgentKind,
     engine: Arc<dyn TurnEngine>,
     /// Workers waiting for a job.
     idle: Vec<ActorRef<WorkerMsg>>,
@@ -229,7 +230,7 @@ impl Actor for AgentPool {
             && state.workers.remove(&id).is_some()
         {
             state.idle.retain(|w| w.get_id() != id);
-            tracing::error!(kind = state.kind, "agent worker failed; replacing it");
+            tracing::error!(kind = %state.kind, "agent worker failed; replacing it");
             start_worker(&myself, state).await?;
             dispatch(state);
         }

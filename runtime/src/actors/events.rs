@@ -141,7 +141,7 @@ async fn sweep(shared: &Arc<Shared>) -> crate::Result<()> {
 }
 
 /// One event: its turn, run by the agent's pool and committed; a failure recorded on the event.
-async fn run(shared: &Shared, tenant: TenantId, event: uuid::Uuid) {
+async fn run(shared: &Shared, tenant: TenantId, event: crate::EventId) {
     let Ok(_permit) = shared.turn_permits.acquire().await else {
         return;
     };

@@ -99,7 +99,7 @@ pub struct RuntimeParts {
     pub pool: sqlx::PgPool,
     pub config: RuntimeConfig,
     /// One engine per agent kind, by kind id (`sales`, …).
-    pub engines: Vec<(String, Arc<dyn TurnEngine>)>,
+    pub engines: Vec<(crate::AgentKind, Arc<dyn TurnEngine>)>,
     pub senders: Senders,
     /// Picks each turn's agent; without one, the conversation's active agent answers.
     pub router: Option<Arc<dyn crate::turn::Router>>,

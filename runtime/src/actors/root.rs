@@ -71,14 +71,18 @@ pub struct RootState {
     /// What the outbox sends through: the channel actors.
     routed: Senders,
     routes: Routes,
-    engines: Vec<(String, Arc<dyn TurnEngine>)>,
+    engines: Vec<(crate::AgentKind, Arc<dyn TurnEngine>)>,
     children: HashMap<ActorId, Child>,
 }
 
 impl Actor for RootSupervisor {
     type Msg = ();
     type State = RootState;
-    type Arguments = (Arc<Shared>, Senders, Vec<(String, Arc<dyn TurnEngine>)>);
+    type Arguments = (
+        Arc<Shared>,
+        Senders,
+        Vec<(crate::AgentKind, Arc<dyn TurnEngine>)>,
+    );
 
     async fn pre_start(
         &self,

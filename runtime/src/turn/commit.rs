@@ -7,6 +7,7 @@ use sqlx::PgPool;
 use super::{TurnAction, TurnInput, TurnOutcome, record};
 use crate::actions::{ActionContext, ActionError, ActionHandler, ToolAction};
 use crate::db::begin_tenant;
+use crate::domain::Channel;
 use crate::error::{Error, Result};
 use crate::ids::MessageId;
 use crate::outbox::{ChannelAccount, Claimed};
@@ -132,14 +133,14 @@ pub async fn apply(
         Vec::new()
     } else {
         let to = Destination {
-            recipient: recipient(identity.as_deref(), &channel)?,
+            recipient: recipient(identity.as_deref(), channel)?,
             account: account_id,
             reply_to,
         };
         plan_outbound(outcome, conversation, turn_seq, &to, split)
     };
     let ctx = ActionContext {
-        channel: &channel,
+        channel: Some(channel),
         ..input.action_context()
     };
     let mut call_index = 0;
@@ -287,7 +288,7 @@ pub async fn apply(
                 claimed.push(Claimed {
                     tenant: input.tenant.id,
                     id: *id,
-                    channel: channel.clone(),
+                    channel,
                     payload: part.payload,
                     attempts: *attempts,
                     message: Some(part.message),
@@ -312,7 +313,7 @@ pub async fn apply(
 pub(crate) async fn apply_tool(
     tx: &mut crate::db::TenantTx,
     handler: Option<&dyn ActionHandler>,
-    ctx: ActionContext<'_>,
+    ctx: ActionContext,
     key: &str,
     turn_seq: Option<i64>,
     index: i32,
@@ -464,7 +465,7 @@ struct ApplyRow {
     turn_seq: i64,
     owner_user_id: Option<uuid::Uuid>,
     status: String,
-    channel: String,
+    channel: Channel,
     handoff_pending: bool,
     marked: i64,
     reply_to: Option<String>,
@@ -478,11 +479,11 @@ struct ApplyRow {
 /// Where replies go, from the contact's best identity for the channel (`kind:value`): for
 /// WhatsApp the phone's digits, else the BSUID; for SMS the phone; for email the address; for
 /// `wasit chat` the contact's name.
-fn recipient(identity: Option<&str>, channel: &str) -> Result<String> {
+fn recipient(identity: Option<&str>, channel: Channel) -> Result<String> {
     let (kind, value) = identity
         .and_then(|i| i.split_once(':'))
         .ok_or_else(|| Error::Invalid(format!("the contact has no {channel} identity")))?;
-    Ok(if kind == "phone" && channel == "whatsapp" {
+    Ok(if kind == "phone" && channel == Channel::Whatsapp {
         value.trim_start_matches('+').to_owned()
     } else {
         value.to_owned()
@@ -579,14 +580,17 @@ mod tests {
     #[test]
     fn replies_go_to_the_channels_form_of_the_contacts_identity() {
         assert_eq!(
-            recipient(Some("phone:+966500000001"), "whatsapp").unwrap(),
+            recipient(Some("phone:+966500000001"), Channel::Whatsapp).unwrap(),
             "966500000001"
         );
         assert_eq!(
-            recipient(Some("phone:+966500000001"), "sms").unwrap(),
+            recipient(Some("phone:+966500000001"), Channel::Sms).unwrap(),
             "+966500000001"
         );
-        assert_eq!(recipient(Some("email:a@b.co"), "email").unwrap(), "a@b.co");
-        assert!(recipient(None, "whatsapp").is_err());
+        assert_eq!(
+            recipient(Some("email:a@b.co"), Channel::Email).unwrap(),
+            "a@b.co"
+        );
+        assert!(recipient(None, Channel::Whatsapp).is_err());
     }
 }

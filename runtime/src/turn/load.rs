@@ -8,6 +8,7 @@ use super::{
     ContactInfo, HandoffNote, HistoryItem, LeadInfo, TenantInfo, TenantLlm, TurnInput, TurnMessage,
 };
 use crate::db::begin_tenant;
+use crate::domain::{AgentKind, Channel, MessageKind};
 use crate::error::{Error, Result};
 use crate::ids::{ContactId, ConversationId, MessageId, TenantId};
 
@@ -177,7 +178,7 @@ pub async fn load_input(
         handoff,
         handoff_hops: u32::try_from(row.handoff_hops).unwrap_or(0),
         turns_without_progress: u32::try_from(row.turns_without_progress).unwrap_or(0),
-        channel: row.channel,
+        channel: Some(row.channel),
         llm,
     }))
 }
@@ -189,8 +190,8 @@ struct InputRow {
     contact_id: ContactId,
     display_name: Option<String>,
     locale: Option<String>,
-    active_agent: String,
-    channel: String,
+    active_agent: AgentKind,
+    channel: Channel,
     handoff_from: Option<String>,
     handoff_reason: Option<String>,
     handoff_hops: i16,
@@ -211,7 +212,7 @@ struct InputRow {
 type NewRow = (
     MessageId,
     i64,
-    String,
+    MessageKind,
     Option<String>,
     Option<u32>,
     Option<String>,

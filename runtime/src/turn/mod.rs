@@ -28,7 +28,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::actions::ActionContext;
-use crate::ids::{ContactId, ConversationId, MessageId, TenantId};
+use crate::domain::{AgentKind, Channel, MessageKind};
+use crate::ids::{ContactId, ConversationId, DealId, EventId, MessageId, TenantId};
 
 pub(crate) use commit::apply_tool;
 pub use commit::{Applied, Splitter, apply};
@@ -109,7 +110,7 @@ impl HistoryItem {
 pub struct TurnMessage {
     pub id: MessageId,
     pub seq: i64,
-    pub kind: String,
+    pub kind: MessageKind,
     pub text: String,
     #[serde(skip)]
     pub tokens: Option<(u32, String)>,
@@ -137,7 +138,7 @@ pub struct TurnInput {
     pub conversation: Option<ConversationId>,
     /// The CRM event a background agent's turn reacts to; `None` in conversations.
     pub event: Option<EventNote>,
-    pub agent: String,
+    pub agent: AgentKind,
     /// Earlier messages, oldest first, not including `new_messages`.
     pub history: Vec<HistoryItem>,
     /// The unprocessed inbound messages, in arrival order.
@@ -153,8 +154,9 @@ pub struct TurnInput {
     pub handoff_hops: u32,
     /// Turns in a row that changed nothing (no action, no handoff).
     pub turns_without_progress: u32,
-    /// The conversation's channel (`whatsapp`, `sms`, `email`).
-    pub channel: String,
+    /// The conversation's channel; `None` for a background agent's event whose contact has no
+    /// conversation.
+    pub channel: Option<Channel>,
     #[serde(skip)]
     pub llm: TenantLlm,
 }
@@ -172,12 +174,12 @@ pub struct LeadInfo {
 /// The CRM event a background agent reacts to: what happened, to which lead or deal.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct EventNote {
-    pub id: uuid::Uuid,
+    pub id: EventId,
     pub kind: String,
     #[serde(skip)]
     pub lead: Option<crate::LeadId>,
     #[serde(skip)]
-    pub deal: Option<uuid::Uuid>,
+    pub deal: Option<DealId>,
     /// The facts of the event (the lead's or deal's fields, the change), as the agent reads them.
     pub detail: Value,
 }
@@ -196,7 +198,7 @@ impl TurnInput {
     }
 
     /// Who acts and on what, for this turn's tools: all from the input, nothing from the model.
-    pub fn action_context(&self) -> ActionContext<'_> {
+    pub fn action_context(&self) -> ActionContext {
         ActionContext {
             tenant: self.tenant.id,
             contact: self.contact.as_ref().map(|c| c.id),
@@ -204,8 +206,8 @@ impl TurnInput {
             lead: self.event.as_ref().and_then(|e| e.lead),
             deal: self.event.as_ref().and_then(|e| e.deal),
             event: self.event.as_ref().map(|e| e.id),
-            agent: &self.agent,
-            channel: &self.channel,
+            agent: self.agent,
+            channel: self.channel,
         }
     }
 }
@@ -217,7 +219,7 @@ pub enum TurnAction {
     /// Hand the conversation to a human; no agent answers until a rep hands it back.
     Escalate { reason: String },
     /// Another agent takes the conversation; it answers at once, in a turn of its own.
-    Handoff { to_agent: String, reason: String },
+    Handoff { to_agent: AgentKind, reason: String },
     /// A change to the CRM through the action handler, applied once per (conversation, turn,
     /// call).
     Tool(crate::actions::ToolAction),
@@ -240,7 +242,7 @@ pub enum TurnAction {
 /// The audit of one turn, as stored in `ai_conversations`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct TurnAudit {
-    pub agent: String,
+    pub agent: AgentKind,
     pub prompt_version: String,
     /// The prompt file, relative to the prompts directory, and its bytes: recorded once per
     /// version in `prompt_versions`.
@@ -312,6 +314,6 @@ pub trait Router: Send + Sync + 'static {
 /// The agent a turn goes to, and why.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Route {
-    pub agent: String,
+    pub agent: AgentKind,
     pub reason: String,
 }

@@ -3,6 +3,8 @@
 
 use serde_json::json;
 
+use crate::domain::AgentKind;
+
 use super::{HandoffNote, Route, Router, TurnAction, TurnAudit, TurnInput, TurnOutcome};
 
 /// Routes `input` with `router`: the chosen agent answers, and `input.handoff` tells it why it has
@@ -11,9 +13,12 @@ pub fn route(router: &dyn Router, input: &mut TurnInput) {
     if let Some(Route { agent: to, reason }) = router.route(input)
         && to != input.agent
     {
-        tracing::debug!(conversation = ?input.conversation, from = input.agent, to, reason, "routed");
+        tracing::debug!(conversation = ?input.conversation, from = %input.agent, %to, reason, "routed");
         let from = std::mem::replace(&mut input.agent, to);
-        input.handoff.get_or_insert(HandoffNote { from, reason });
+        input.handoff.get_or_insert(HandoffNote {
+            from: from.to_string(),
+            reason,
+        });
     }
 }
 
@@ -26,7 +31,7 @@ pub const MAX_HANDOFF_HOPS: u32 = 3;
 /// contact. A person is never kept waiting: a handoff to the escalation agent always runs.
 pub fn answers_at_once(input: &TurnInput, outcome: &TurnOutcome) -> bool {
     let handed_to = outcome.actions.iter().find_map(|a| match a {
-        TurnAction::Handoff { to_agent, .. } => Some(to_agent.as_str()),
+        TurnAction::Handoff { to_agent, .. } => Some(*to_agent),
         _ => None,
     });
     let hops = if input.has_new_messages() {
@@ -34,7 +39,7 @@ pub fn answers_at_once(input: &TurnInput, outcome: &TurnOutcome) -> bool {
     } else {
         input.handoff_hops
     };
-    handed_to.is_some_and(|to| hops < MAX_HANDOFF_HOPS || to == "escalation")
+    handed_to.is_some_and(|to| hops < MAX_HANDOFF_HOPS || to == AgentKind::ESCALATION)
 }
 
 /// The language a contact writes in, for the runtime's own messages (apologies, budget notes).
@@ -82,7 +87,7 @@ pub fn unavailable_outcome(input: &TurnInput, reason: &str) -> TurnOutcome {
             reason: format!("the language model stayed unavailable after every retry: {reason}"),
         }],
         audit: TurnAudit {
-            agent: input.agent.clone(),
+            agent: input.agent,
             model: "none".into(),
             tool_calls: json!([{"fallback": "model_unavailable", "error": reason}]),
             ..TurnAudit::default()

@@ -20,7 +20,7 @@ pub(crate) const CALL: &str =
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Subject {
     Conversation(ConversationId, i64),
-    Event(uuid::Uuid),
+    Event(crate::ids::EventId),
 }
 
 /// The parameters of [`CALL`], in order; the caller adds its own after them (`$16` on).
