@@ -96,7 +96,7 @@ pub async fn apply(
     .bind(&answered)
     .bind(answered.last())
     .bind(progress)
-    .bind(&input.agent)
+    .bind(input.agent)
     .fetch_one(&mut *tx)
     .await?;
     let ApplyRow {
@@ -159,7 +159,7 @@ pub async fn apply(
                      WHERE tenant_id = wasit_current_tenant() AND id = $1",
                 )
                 .bind(conversation)
-                .bind(&input.agent)
+                .bind(input.agent)
                 .execute(&mut *tx)
                 .await?;
                 // The people who can take it over hear about it, in the same transaction.
@@ -180,7 +180,7 @@ pub async fn apply(
                 )
                 .bind(conversation)
                 .bind(to_agent)
-                .bind(&input.agent)
+                .bind(input.agent)
                 .bind(reason)
                 .execute(&mut *tx)
                 .await?;
@@ -263,7 +263,7 @@ pub async fn apply(
     .bind(parts.iter().map(|p| p.body.as_str()).collect::<Vec<_>>())
     .bind(parts.iter().map(|p| &p.payload).collect::<Vec<_>>())
     .bind(parts.iter().map(|p| p.kind).collect::<Vec<_>>())
-    .bind(&channel)
+    .bind(channel)
     .bind(lease.map(|l| l.as_secs_f64()))
     .bind(outcome.token_counts.iter().map(|(id, _)| id.0).collect::<Vec<_>>())
     .bind(&outcome.token_encoding)

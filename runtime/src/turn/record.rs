@@ -41,7 +41,7 @@ pub(crate) fn arguments(
     add(args.add(conversation))?;
     add(args.add(event))?;
     add(args.add(turn_seq))?;
-    add(args.add(audit.agent.clone()))?;
+    add(args.add(audit.agent))?;
     add(args.add(audit.prompt_version.clone()))?;
     add(args.add(audit.model.clone()))?;
     add(args.add(saturate(audit.tokens_in)))?;
